@@ -1,0 +1,158 @@
+"""The `covseg` command. Each sub-command is a thin shell over the Python API of the same name."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from covseg import __version__
+from covseg.errors import CovsegError
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from covseg.io import describe, read_scan
+
+    info = describe(read_scan(args.scan, key=args.key))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    spacing = info["spacing_mm_zyx"]
+    print(f"source       {info['source']} ({info['format']})")
+    print(f"shape (z,y,x) {' x '.join(map(str, info['shape_zyx']))}")
+    print(f"spacing (mm) {' x '.join(f'{s:g}' for s in spacing) if spacing else 'unknown'}")
+    print(f"orientation  {info['orientation']}")
+    print(f"modality     {info['modality'] or 'unknown'}")
+    print(f"intensity    {info['intensity']}  range {info['range'][0]:g} .. {info['range'][1]:g}")
+    for w in info["warnings"]:
+        print(f"warning: {w}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from covseg.demo import run_demo
+
+    run_demo(args.output, force=args.force)
+    return 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from covseg.infer import LesionSegmenter
+    from covseg.infer.pipeline import segment
+
+    segmenter = LesionSegmenter(args.weights) if args.weights else None
+    result = segment(args.scan, args.output, force=args.force, segmenter=segmenter, key=args.key)
+    q = result.quantification
+    print(f"lungs {q['lung_ml']:.1f} mL, lesions {q['lesion_ml']:.1f} mL, involvement "
+          f"{q['involvement_percent']:.1f} % (right {q['lungs']['right']['involvement_percent']:.1f} %, "
+          f"left {q['lungs']['left']['involvement_percent']:.1f} %), grade {q['severity']['grade']}")
+    for w in result.report["warnings"]:
+        print(f"warning: {w}")
+    print(f"report: {result.files['html']}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from covseg.models.profile import model_table
+
+    print(model_table(args.names or None, latency=not args.no_latency))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from covseg.train import load_config, train
+
+    cfg = load_config(args.config)
+    if args.epochs:
+        cfg.epochs = args.epochs
+    out = args.output or Path("runs") / cfg.name
+    record = train(cfg, out, resume=args.resume, force=args.force, max_steps=args.max_steps)
+    print(f"training run in {out}: {json.dumps(record)}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from covseg.evaluate import evaluate_model
+
+    report = evaluate_model(args.weights, args.config, dataset=args.dataset, folds=args.folds,
+                            csv_path=args.csv, limit=args.limit, force=args.force)
+    print(report.table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="covseg", description="Find and measure COVID-19 lung damage in chest CT.")
+    parser.add_argument("--version", action="version", version=f"covseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("info", _cmd_info, "describe a scan and warn if it does not look like a chest CT in HU")
+    p.add_argument("scan", help="NIfTI file, DICOM folder or file, PNG/JPG slice, .mat or .npy")
+    p.add_argument("--key", help="array name inside a .mat file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("demo", _cmd_demo, "build a synthetic chest CT, analyse it and report")
+    p.add_argument("-o", "--output", type=Path, default=Path("covseg-demo"),
+                   help="output folder (default: ./covseg-demo)")
+    p.add_argument("--force", action="store_true", help="replace files of an earlier demo")
+
+    p = add("segment", _cmd_segment, "find lungs and lesions in a scan, measure them, report")
+    p.add_argument("scan", help="NIfTI file, DICOM folder or file, PNG/JPG slice, .mat or .npy")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--force", action="store_true", help="replace earlier results in the folder")
+    p.add_argument("--weights", type=Path, help="weights file (default: the shipped Anam-Net)")
+    p.add_argument("--key", help="array name inside a .mat file")
+
+    p = add("models", _cmd_models, "list the model zoo with parameters, size, GMACs and latency")
+    p.add_argument("names", nargs="*", help="only these models")
+    p.add_argument("--no-latency", action="store_true", help="skip the timing (fast)")
+
+    p = add("train", _cmd_train, "train a model from a YAML experiment file")
+    p.add_argument("config", type=Path)
+    p.add_argument("-o", "--output", type=Path, help="run folder (default: runs/NAME)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--force", action="store_true", help="start over in a folder with a run")
+    p.add_argument("--epochs", type=int, help="override the config's epochs")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (resumable)")
+
+    p = add("evaluate", _cmd_evaluate, "score a model on held-out data in the paper's layout")
+    p.add_argument("--weights", type=Path, help="weights file (default: the shipped model)")
+    p.add_argument("--config", type=Path, help="experiment file naming the test data")
+    p.add_argument("--dataset", choices=["ma20", "medseg100"], help="override the test data set")
+    p.add_argument("--folds", type=int, nargs="+", help="ma20 test folds (default: 4)")
+    p.add_argument("--csv", type=Path, help="write per-slice figures to this CSV")
+    p.add_argument("--limit", type=int, help="score only this many slices (quick checks)")
+    p.add_argument("--force", action="store_true", help="replace an existing CSV")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CovsegError as exc:
+        if args.debug:
+            raise
+        print(f"covseg: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("covseg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if args.debug:
+            raise
+        print(f"covseg: internal error: {exc.__class__.__name__}: {exc} (rerun with --debug and "
+              "report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

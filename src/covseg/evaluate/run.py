@@ -1,0 +1,48 @@
+"""`covseg evaluate`: run a model over a test set and score it slice by slice."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from covseg.data.datasets import load_test_set
+from covseg.evaluate.metrics import Evaluation
+from covseg.infer.predictor import LesionSegmenter
+from covseg.infer.preprocess import model_input
+from covseg.io.writers import atomic_write, check_writable
+from covseg.train.config import DataConfig, load_config
+
+CLASSES = {1: "abnormal", 2: "normal"}
+
+
+def evaluate_model(weights: str | Path | None = None, config: str | Path | None = None,
+                   dataset: str | None = None, folds: list[int] | None = None,
+                   csv_path: str | Path | None = None, limit: int | None = None,
+                   force: bool = False, segmenter: LesionSegmenter | None = None) -> Evaluation:
+    """Score `weights` (default: the shipped model) on the config's test data (default: ma20 F4)."""
+    if csv_path is not None:
+        check_writable(csv_path, force)
+    data = load_config(config).data if config else DataConfig()
+    if dataset:
+        data.dataset = dataset
+    if folds:
+        data.test_folds = folds
+    test = load_test_set(data)
+    if limit:
+        test = test.subset(np.linspace(0, len(test) - 1, min(limit, len(test))).astype(int))
+    segmenter = segmenter or LesionSegmenter(weights)
+    inputs = np.stack([model_input(im, lu, test.intensity, data.mask_lungs)
+                       for im, lu in zip(test.images, test.lungs)])
+    preds = segmenter.predict(inputs, test.lungs)
+    result = Evaluation(CLASSES)
+    for sid, pred, truth in zip(test.ids, preds, test.labels):
+        result.add(sid, pred, truth)
+    if csv_path is not None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(result.rows[0]))
+        writer.writeheader()
+        writer.writerows(result.rows)
+        atomic_write(csv_path, lambda tmp: tmp.write_text(buf.getvalue()), force)
+    return result

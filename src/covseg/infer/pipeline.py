@@ -1,0 +1,138 @@
+"""`segment(scan)`: the main job, from a scan file to masks, numbers and pictures.
+
+read -> resample to the model's scale -> lungs -> lung-masked slices -> network in batches ->
+labels back on the source grid -> quantification -> pictures -> files. All outputs are checked
+before any work starts and written atomically at the end, so a failure leaves nothing behind.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from covseg import __version__
+from covseg.errors import OutputExistsError
+from covseg.infer.predictor import LesionSegmenter
+from covseg.infer.preprocess import model_input, scale_factor
+from covseg.infer.resample import model_plane_size, resize_planes
+from covseg.io import Scan, atomic_write, chest_ct_warnings, mask_suffix, read_scan, write_mask
+from covseg.lungs import extract_lungs
+from covseg.quantify import quantify
+from covseg.report import render_pictures, render_html
+
+ABNORMAL, NORMAL = 1, 2
+
+
+@dataclass
+class SegmentationResult:
+    """Everything `covseg segment` produces, in memory."""
+
+    scan: Scan
+    labels: np.ndarray  # (z, y, x) uint8: 0 background, 1 abnormal, 2 normal lung
+    lungs: np.ndarray  # (z, y, x) uint8: 0 none, 1 right lung, 2 left lung
+    report: dict
+    pictures: dict[str, bytes] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def quantification(self) -> dict:
+        return self.report["quantification"]
+
+
+def output_names(mask_ending: str) -> dict[str, str]:
+    """File names in the output folder; masks end as the scan's results do (.nii.gz, .png)."""
+    return {"labels": f"lesions{mask_ending}", "lungs": f"lungs{mask_ending}",
+            "json": "report.json", "html": "report.html", "montage": "montage.png",
+            "profile": "involvement.png", "overlay": "overlay.png"}
+
+
+def check_outputs(out: Path, names: list[str], force: bool) -> None:
+    """Refuse, before any work, to replace files the user already has."""
+    clash = [n for n in names if (out / n).exists()]
+    if clash and not force:
+        raise OutputExistsError(f"{out} already holds {', '.join(clash)}; choose another "
+                                "folder or pass --force to replace them")
+
+
+def _coverage_warnings(lungs: np.ndarray) -> list[str]:
+    if not lungs.any():
+        return ["no lungs found: is this a chest CT? nothing was measured"]
+    warnings = []
+    if lungs.shape[0] > 1:
+        per_slice = (lungs > 0).sum(axis=(1, 2))
+        peak = per_slice.max()
+        if per_slice[0] > 0.2 * peak:
+            warnings.append("lungs are cut at the first (lowest) slice: partial chest coverage, "
+                            "volumes are underestimated")
+        if per_slice[-1] > 0.2 * peak:
+            warnings.append("lungs are cut at the last (highest) slice: partial chest coverage, "
+                            "volumes are underestimated")
+    return warnings
+
+
+def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bool = False,
+            segmenter: LesionSegmenter | None = None, pictures: bool = True,
+            key: str | None = None) -> SegmentationResult:
+    """Segment a scan (path or `Scan`); with `output`, write masks, report and pictures there."""
+    if not isinstance(scan, Scan):
+        scan = read_scan(scan, key=key)
+    names = output_names(mask_suffix(scan))
+    if output is not None:
+        check_outputs(Path(output), list(names.values()), force)
+    segmenter = segmenter or LesionSegmenter()
+
+    zoom = scale_factor(max(scan.array.shape[1:]), scan.spacing[2] if scan.spacing_known else None)
+    size = model_plane_size(scan.array.shape[1:], zoom)
+    small = resize_planes(scan.array, size)
+    small_spacing = (scan.spacing[0], scan.array.shape[1] * scan.spacing[1] / size[0],
+                     scan.array.shape[2] * scan.spacing[2] / size[1])
+    small_lungs = extract_lungs(small, small_spacing, scan.intensity)
+
+    has_lungs = np.nonzero(small_lungs.any(axis=(1, 2)))[0]
+    small_labels = np.zeros(small.shape, dtype=np.uint8)
+    if has_lungs.size:
+        inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity) for z in has_lungs])
+        small_labels[has_lungs] = segmenter.predict(inputs, small_lungs[has_lungs] > 0)
+
+    lungs = resize_planes(small_lungs, scan.array.shape[1:], labels=True)
+    lesion = resize_planes((small_labels == ABNORMAL).astype(np.uint8), scan.array.shape[1:],
+                           labels=True)
+    labels = np.where(lungs > 0, np.where(lesion > 0, ABNORMAL, NORMAL), 0).astype(np.uint8)
+
+    voxel_ml = scan.voxel_volume_ml if scan.spacing_known else 1e-3
+    report = {
+        "covseg_version": __version__,
+        "input": {"source": str(scan.source), "format": scan.format,
+                  "shape_zyx": list(scan.array.shape), "spacing_mm_zyx": list(scan.spacing),
+                  "spacing_known": scan.spacing_known, "intensity": scan.intensity.value},
+        "quantification": quantify(labels, lungs, voxel_ml),
+        "model": {"name": segmenter.meta.get("name", "custom"), "weights_sha256":
+                  segmenter.meta.get("sha256"), "trained_on": segmenter.meta.get("trained_on")},
+        "preprocessing": {"model_plane_px": list(size), "zoom": round(zoom, 4),
+                          "lungs": "HU threshold" if scan.is_hu else "intensity (Otsu)",
+                          "contract": "covseg.infer.preprocess.model_input"},
+        "warnings": chest_ct_warnings(scan) + _coverage_warnings(lungs),
+    }
+    result = SegmentationResult(scan, labels, lungs, report)
+    if pictures:
+        result.pictures = render_pictures(scan, labels, report["quantification"])
+    if output is not None:
+        _write(result, Path(output), names, force)
+    return result
+
+
+def _write(result: SegmentationResult, out: Path, names: dict[str, str], force: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"labels": out / names["labels"], "lungs": out / names["lungs"]}
+    write_mask(result.scan, result.labels, files["labels"], force=force)
+    write_mask(result.scan, result.lungs, files["lungs"], force=force)
+    for key, data in result.pictures.items():
+        files[key] = atomic_write(out / names[key], lambda tmp, d=data: tmp.write_bytes(d), force)
+    files["json"] = out / names["json"]
+    result.report["files"] = {k: str(v.name) for k, v in files.items()}
+    atomic_write(files["json"], lambda tmp: tmp.write_text(json.dumps(result.report, indent=2)), force)
+    page = render_html(result.report, {k: v for k, v in result.pictures.items()})
+    files["html"] = atomic_write(out / names["html"], lambda tmp: tmp.write_text(page), force)
+    result.files = files

@@ -1,0 +1,111 @@
+"""`LesionSegmenter().predict(images, lungs)`: lung-masked slices in, 0/1/2 label maps out.
+
+Only the lungs' bounding box of each slice is run through the network (padded to a multiple of
+16), and outside the lung mask the label is background by definition: the network only decides
+abnormal versus normal inside the lungs.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from covseg.errors import InputError
+from covseg.models import build_model
+from covseg.runtime import autocast
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "anamnet_ma20.pt"
+ABNORMAL, NORMAL = 1, 2
+MULTIPLE = 16
+
+
+def load_model(weights: str | Path | None = None, model: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """Network and metadata from a weights file (default: the shipped Anam-Net).
+
+    The metadata file beside the weights (same name, .json) names the architecture; a bare
+    weights file needs `model`. Accepts plain state dicts and training checkpoints.
+    """
+    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    if not path.is_file():
+        raise InputError(f"weights file not found: {path}")
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise InputError(f"{path}: not a readable PyTorch weights file ({exc.__class__.__name__})") from None
+    if "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    name = model or meta.get("model", "anamnet")
+    net = build_model(name, **meta.get("model_args", {}))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError:
+        raise InputError(f"{path}: these weights do not fit the '{name}' model; pass the right "
+                         "model name") from None
+    return net.eval(), meta
+
+
+def _bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return None
+    return slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
+
+
+def _ceil16(n: int) -> int:
+    return -(-n // MULTIPLE) * MULTIPLE
+
+
+def _padded_box(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice, slice]:
+    """Grow a box to sides that are multiples of 16 with image context, clipped to the image."""
+    out = []
+    for s, n in zip(box, shape):
+        size = _ceil16(s.stop - s.start)
+        start = max(0, min(s.start - (size - (s.stop - s.start)) // 2, n - size))
+        out.append(slice(start, min(start + size, n)))
+    return tuple(out)
+
+
+class LesionSegmenter:
+    """Runs a segmentation network over lung-masked slices, batch by batch."""
+
+    def __init__(self, weights: str | Path | None = None, model: str | None = None,
+                 batch_size: int = 8):
+        self.model, self.meta = load_model(weights, model)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.batch_size = batch_size
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, H, W) float32 inputs with H, W multiples of 16 -> (N, C, H, W) logits."""
+        x = torch.from_numpy(np.ascontiguousarray(batch[:, None], dtype=np.float32))
+        with torch.inference_mode(), autocast():
+            return self.model(x.contiguous(memory_format=torch.channels_last)).float().numpy()
+
+    def predict(self, images: np.ndarray, lungs: np.ndarray) -> np.ndarray:
+        """(N, H, W) model inputs and lung masks -> (N, H, W) uint8 labels 0/1/2."""
+        images = np.asarray(images, dtype=np.float32)
+        lungs = np.asarray(lungs) > 0
+        labels = np.zeros(images.shape, dtype=np.uint8)
+        jobs = [(i, _bbox(lungs[i])) for i in range(len(images))]
+        jobs = [(i, _padded_box(b, images.shape[1:])) for i, b in jobs if b is not None]
+        # group equal box sizes so each batch is one tensor
+        jobs.sort(key=lambda j: (j[1][0].stop - j[1][0].start, j[1][1].stop - j[1][1].start))
+        for k in range(0, len(jobs), self.batch_size):
+            group = jobs[k:k + self.batch_size]
+            h = _ceil16(max(b[0].stop - b[0].start for _, b in group))
+            w = _ceil16(max(b[1].stop - b[1].start for _, b in group))
+            batch = np.zeros((len(group), h, w), dtype=np.float32)
+            for n, (i, (ys, xs)) in enumerate(group):
+                crop = images[i, ys, xs]
+                batch[n, :crop.shape[0], :crop.shape[1]] = crop
+            out = self.logits(batch)
+            for n, (i, (ys, xs)) in enumerate(group):
+                crop = out[n, :, :ys.stop - ys.start, :xs.stop - xs.start]
+                inside = lungs[i, ys, xs]
+                lab = np.where(crop[ABNORMAL] > crop[NORMAL], ABNORMAL, NORMAL).astype(np.uint8)
+                labels[i, ys, xs] = np.where(inside, lab, 0)
+        return labels

@@ -1,0 +1,159 @@
+"""Classical lung extraction from HU: air threshold, outside air and airways removed, lungs split.
+
+The paper notes that a simple HU window extracts the lungs well enough for Anam-Net. Steps:
+1. voxels below -320 HU are air or aerated lung;
+2. air connected to the in-plane border of the scan is outside the body and dropped;
+3. pockets of pure air (median below -950 HU: bowel and stomach gas) are dropped, and the largest
+   remaining components are the lungs, whose parenchyma sits around -850 HU;
+4. the trachea and main bronchi are traced down from the top slice and removed;
+5. the lungs are split into right and left at the thinnest column near the midline;
+6. each lung is closed and hole-filled slice by slice, so vessels and dense lesions against the
+   pleura (consolidation, effusion) stay inside the lung mask.
+
+Output labels: 0 none, 1 right lung, 2 left lung (patient's right is on the image's left, low x).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+AIR_HU = -320.0
+AIRWAY_HU = -900.0
+PURE_AIR_HU = -950.0
+RIGHT, LEFT = 1, 2
+
+
+def _disk(radius_px: int) -> np.ndarray:
+    r = max(1, int(radius_px))
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return yy ** 2 + xx ** 2 <= r ** 2
+
+
+def _outside_air(low: np.ndarray) -> np.ndarray:
+    """Low-density voxels connected (in 3-D) to the in-plane border: air around the patient."""
+    lab, n = ndi.label(low)
+    if n == 0:
+        return np.zeros_like(low)
+    border = np.zeros_like(low)
+    border[:, [0, -1], :] = True
+    border[:, :, [0, -1]] = True
+    touching = np.unique(lab[border & low])
+    return np.isin(lab, touching[touching > 0])
+
+
+def _largest_components(mask: np.ndarray, keep_ratio: float = 0.15) -> np.ndarray:
+    """The largest component and every other at least `keep_ratio` of its size."""
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel())[1:]
+    keep = np.nonzero(sizes >= keep_ratio * sizes.max())[0] + 1
+    return np.isin(lab, keep)
+
+
+def _drop_pure_air(mask: np.ndarray, hu: np.ndarray) -> np.ndarray:
+    """Remove components whose median is pure air: gas in the bowel or stomach is not lung."""
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return mask
+    medians = ndi.median(hu, lab, index=np.arange(1, n + 1))
+    keep = np.nonzero(np.asarray(medians) >= PURE_AIR_HU)[0] + 1
+    return np.isin(lab, keep)
+
+
+def _airways(lungs: np.ndarray, hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Trace the trachea down from the top slice, slice by slice, until it opens into the lungs."""
+    pixel_area = spacing[1] * spacing[2]
+    max_area = 600.0 / pixel_area  # trachea and main bronchi stay under ~6 cm^2 a slice
+    lumen = lungs & (hu < AIRWAY_HU)
+    airway = np.zeros_like(lungs)
+    previous = None
+    for z in range(lungs.shape[0] - 1, -1, -1):
+        lab, n = ndi.label(lumen[z])
+        if n == 0:
+            if previous is not None:
+                break
+            continue
+        if previous is None:
+            sizes = np.bincount(lab.ravel())[1:]
+            cy, cx = np.array(lungs.shape[1:]) / 2
+            centres = ndi.center_of_mass(lumen[z], lab, range(1, n + 1))
+            small = [i + 1 for i, s in enumerate(sizes) if s <= max_area
+                     and abs(centres[i][1] - cx) < lungs.shape[2] * 0.15]
+            if not small or sizes.max() > 3 * max_area:
+                return airway  # the scan starts below the trachea or inside the lungs
+            current = np.isin(lab, small)
+        else:
+            ids = np.unique(lab[previous])
+            current = np.isin(lab, ids[ids > 0])
+            if current.sum() > max_area * 1.5:
+                break  # opened into the lung parenchyma
+        if not current.any():
+            break
+        airway[z] = current
+        previous = ndi.binary_dilation(current, iterations=2)
+    return ndi.binary_dilation(airway, structure=np.ones((1, 3, 3), bool))
+
+
+def _split_left_right(lungs: np.ndarray) -> np.ndarray:
+    """Label right (low x) and left lung; joined lungs are cut at the thinnest central column."""
+    lab, n = ndi.label(lungs)
+    out = np.zeros(lungs.shape, dtype=np.uint8)
+    if n == 0:
+        return out
+    sizes = np.bincount(lab.ravel())[1:]
+    order = np.argsort(sizes)[::-1]
+    if n >= 2 and sizes[order[1]] > 0.2 * sizes[order[0]]:
+        a, b = order[0] + 1, order[1] + 1
+        xa = np.nonzero(lab == a)[2].mean()
+        xb = np.nonzero(lab == b)[2].mean()
+        right, left = (a, b) if xa < xb else (b, a)
+        out[lab == right] = RIGHT
+        out[lab == left] = LEFT
+        rest = lungs & (out == 0)
+        if rest.any():  # small pieces go to the nearer lung
+            xs = np.nonzero(rest)[2]
+            mid = (np.nonzero(out == RIGHT)[2].mean() + np.nonzero(out == LEFT)[2].mean()) / 2
+            out[rest] = np.where(xs < mid, RIGHT, LEFT)
+        return out
+    nx = lungs.shape[2]
+    for z in range(lungs.shape[0]):
+        if not lungs[z].any():
+            continue
+        cols = lungs[z].sum(axis=0)
+        lo, hi = int(nx * 0.35), int(nx * 0.65)
+        cut = lo + int(np.argmin(cols[lo:hi]))
+        out[z, :, :cut][lungs[z, :, :cut]] = RIGHT
+        out[z, :, cut:][lungs[z, :, cut:]] = LEFT
+    return out
+
+
+def _close_and_fill(side: np.ndarray, body: np.ndarray, radius_px: int) -> np.ndarray:
+    """Per slice: close concave bites (pleural lesions) and fill holes (vessels, nodules)."""
+    out = np.zeros_like(side)
+    disk = _disk(radius_px)
+    for z in np.nonzero(side.any(axis=(1, 2)))[0]:
+        sl = ndi.binary_closing(np.pad(side[z], radius_px), structure=disk)[
+            radius_px:-radius_px, radius_px:-radius_px]
+        out[z] = ndi.binary_fill_holes(sl) & body[z]
+    return out
+
+
+def extract_lungs_hu(hu: np.ndarray, spacing: tuple[float, float, float],
+                     closing_mm: float = 10.0) -> np.ndarray:
+    """(z, y, x) HU volume -> (z, y, x) uint8 labels: 0 none, 1 right lung, 2 left lung."""
+    low = hu < AIR_HU
+    outside = _outside_air(low)
+    body = ~outside
+    lungs = _largest_components(_drop_pure_air(low & body, hu))
+    if not lungs.any():
+        return np.zeros(hu.shape, dtype=np.uint8)
+    lungs &= ~_airways(lungs, hu, spacing)
+    lungs = _largest_components(lungs, keep_ratio=0.05)
+    sides = _split_left_right(lungs)
+    radius = int(round(closing_mm / spacing[2]))
+    out = np.zeros(hu.shape, dtype=np.uint8)
+    for label in (RIGHT, LEFT):
+        filled = _close_and_fill(sides == label, body, radius)
+        out[filled & (out == 0)] = label
+    return out

@@ -1,0 +1,22 @@
+"""Report pictures and the HTML page."""
+from __future__ import annotations
+
+import numpy as np
+
+from covseg.io.scan import Scan
+from covseg.report.figures import involvement_plot, montage, most_affected, overlay, png_bytes
+from covseg.report.html import render_html
+
+
+def render_pictures(scan: Scan, labels: np.ndarray, numbers: dict) -> dict[str, bytes]:
+    """PNG bytes by name: 'overlay' (most affected slice), and for volumes 'montage', 'profile'."""
+    worst = most_affected(labels, 1)
+    z = worst[0] if worst else int(np.argmax((labels > 0).sum(axis=(1, 2))))
+    pictures = {"overlay": png_bytes(overlay(scan.array[z], labels[z], scan.intensity))}
+    if scan.is_volume:
+        pictures["montage"] = png_bytes(montage(scan.array, labels, scan.intensity))
+        pictures["profile"] = involvement_plot(numbers["per_slice_involvement_percent"])
+    return pictures
+
+
+__all__ = ["render_html", "render_pictures"]

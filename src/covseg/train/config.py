@@ -1,0 +1,79 @@
+"""Experiment configuration: a small YAML file, read into a typed object."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from covseg.errors import InputError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "ma20"  # ma20 | medseg100
+    train_folds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    test_folds: list[int] = field(default_factory=lambda: [4])
+    source: str | None = None  # ma20 only: coronacases | radiopaedia
+    mask_lungs: bool = True
+    root: str | None = None  # default: $COVSEG_DATA_ROOT or ../shared/data
+
+
+@dataclass
+class TrainConfig:
+    name: str = "experiment"
+    model: str = "anamnet"
+    model_args: dict = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: str = "dice_ce"  # ce_weighted (the paper's) | ce | dice | dice_ce
+    optimizer: str = "adam"
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    schedule: str = "step"  # step (x gamma every step_epochs, the paper's) | onecycle | constant
+    step_epochs: int = 33
+    gamma: float = 0.1
+    epochs: int = 100
+    steps_per_epoch: int | None = None  # default: one pass over the training slices
+    batch_size: int = 5
+    crop: int | None = 128  # lung-centred training crop; None trains on whole slices
+    flips: bool = True
+    intensity_jitter: bool = True
+    seed: int = 0
+    threads: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _build(cls, values: dict, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise InputError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(sorted(known))}")
+    return cls(**values)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML experiment file; unknown keys are errors, so typos do not pass silently."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path} is not valid YAML ({exc.__class__.__name__}); fix the file") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path} must hold a mapping of settings")
+    data = _build(DataConfig, raw.pop("data", {}) or {}, f"{path} [data]")
+    cfg = _build(TrainConfig, raw, str(path))
+    cfg.data = data
+    return cfg
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    values = dict(values)
+    data = _build(DataConfig, values.pop("data", {}) or {}, "config [data]")
+    cfg = _build(TrainConfig, values, "config")
+    cfg.data = data
+    return cfg

@@ -1,0 +1,134 @@
+"""The training loop: sampled lung-centred batches, checkpoints that resume, a metrics log.
+
+Work is measured in steps, not epochs over files: an epoch is `steps_per_epoch` batches drawn
+at random, so a run's cost is fixed up front and a resumed run continues the same sequence.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from covseg.data.augment import Augment
+from covseg.data.datasets import NUM_CLASSES, load_training_set
+from covseg.errors import OutputExistsError
+from covseg.evaluate.metrics import dice
+from covseg.infer.preprocess import model_input
+from covseg.models import build_model
+from covseg.runtime import autocast, has_fast_bf16, set_threads
+from covseg.train.config import TrainConfig
+from covseg.train.losses import build_loss
+
+CHECKPOINT = "last.pt"
+WEIGHTS = "model.pt"
+LOG = "metrics.jsonl"
+
+
+def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, cfg.step_epochs * steps_per_epoch, cfg.gamma)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                   pct_start=0.15)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bool = False,
+          progress: bool = True, max_steps: int | None = None) -> dict:
+    """Train per `cfg` into `out_dir`; returns the final log record.
+
+    `max_steps` stops early (the run stays resumable), which the tests use.
+    """
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists() and not (resume or force):
+        raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
+                                "it or --force to start over")
+    out.mkdir(parents=True, exist_ok=True)
+    set_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+
+    data = load_training_set(cfg.data)
+    images = np.stack([model_input(im, lu, data.intensity, cfg.data.mask_lungs)
+                       for im, lu in zip(data.images, data.lungs)])
+    labels = data.labels
+    steps_per_epoch = cfg.steps_per_epoch or max(1, len(data) // cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+
+    model = build_model(cfg.model, **cfg.model_args).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = _scheduler(cfg, opt, steps_per_epoch)
+    loss_fn = build_loss(cfg.loss, labels, NUM_CLASSES)
+    augment = Augment(crop=cfg.crop, flips=cfg.flips)
+    if not cfg.intensity_jitter:
+        augment.gamma, augment.contrast, augment.brightness, augment.noise = (1, 1), (1, 1), 0.0, 0.0
+
+    step, elapsed = 0, 0.0
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, elapsed = state["step"], state["elapsed_s"]
+    elif force:
+        (out / LOG).unlink(missing_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    def save() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "step": step, "elapsed_s": elapsed,
+                    "config": cfg.to_dict()}, tmp)
+        tmp.replace(ckpt_path)
+
+    model.train()
+    use_bf16 = has_fast_bf16()
+    record: dict = {}
+    stop = min(total_steps, max_steps) if max_steps else total_steps
+    bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step",
+               desc=cfg.name, dynamic_ncols=True)
+    losses, dices = [], []
+    t0 = time.perf_counter() - elapsed
+    try:
+        while step < stop:
+            rng = np.random.default_rng([cfg.seed, step])
+            batch = rng.integers(0, len(images), cfg.batch_size)
+            pairs = [augment(images[i], labels[i], rng) for i in batch]
+            x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None]).contiguous(
+                memory_format=torch.channels_last)
+            y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+            with autocast(use_bf16):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            dices.append(dice(logits.argmax(1).numpy(), y.numpy(), 1))
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", dice1=f"{np.mean(dices[-20:]):.3f}")
+            if step % steps_per_epoch == 0 or step == stop:
+                elapsed = time.perf_counter() - t0
+                record = {"step": step, "epoch": step / steps_per_epoch, "loss": float(np.mean(losses)),
+                          "train_dice_abnormal": float(np.mean(dices)),
+                          "lr": opt.param_groups[0]["lr"], "elapsed_s": round(elapsed, 1)}
+                with open(out / LOG, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                losses, dices = [], []
+                save()
+    except KeyboardInterrupt:
+        elapsed = time.perf_counter() - t0
+        save()
+        raise
+    finally:
+        bar.close()
+    if step >= total_steps:
+        torch.save(model.state_dict(), out / WEIGHTS)
+    return record
