@@ -5,21 +5,37 @@ from collections.abc import Callable
 
 from torch import nn
 
+from covseg.errors import CovsegError
 from covseg.models.anamnet import AnamNet
+from covseg.models.deeplabv3plus import DeepLabV3Plus
+from covseg.models.encoder_unet import mobilenetv2_unet, resnet34_unet, vgg19_unet
+from covseg.models.enet import ENet
+from covseg.models.lednet import LEDNet
+from covseg.models.monai_unets import UNetPlusPlus, attention_unet, unet
+from covseg.models.segnet import SegNet
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "anamnet": AnamNet,
+    "unet": unet,
+    "enet": ENet,
+    "unet++": UNetPlusPlus,
+    "segnet": SegNet,
+    "attention_unet": attention_unet,
+    "lednet": LEDNet,
+    "deeplabv3+": DeepLabV3Plus,
+    "vgg19_unet": vgg19_unet,
+    "resnet34_unet": resnet34_unet,
+    "mobilenetv2_unet": mobilenetv2_unet,
 }
 
 
 def available_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return list(_REGISTRY)
 
 
 def build_model(name: str, in_channels: int = 1, num_classes: int = 3, **kwargs) -> nn.Module:
     """A freshly initialised network by registry name (case-insensitive)."""
     key = name.lower()
     if key not in _REGISTRY:
-        from covseg.errors import CovsegError
         raise CovsegError(f"unknown model '{name}'; choose one of: {', '.join(available_models())}")
     return _REGISTRY[key](in_channels=in_channels, num_classes=num_classes, **kwargs)

@@ -1,0 +1,40 @@
+"""SegNet (Badrinarayanan et al. 2017): VGG16 encoder, a mirrored decoder upsampling with the
+encoder's max-pooling indices (no skip concatenation), 13 + 13 conv layers."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from covseg.models.backbones import conv_bn
+
+VGG16 = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
+
+
+class SegNet(nn.Module):
+    def __init__(self, in_channels: int = 1, num_classes: int = 3):
+        super().__init__()
+        self.enc = nn.ModuleList()
+        prev = in_channels
+        for width, depth in VGG16:
+            self.enc.append(nn.Sequential(*[conv_bn(prev if i == 0 else width, width)
+                                            for i in range(depth)]))
+            prev = width
+        self.dec = nn.ModuleList()
+        for k, (width, depth) in enumerate(reversed(VGG16)):
+            nxt = VGG16[-k - 2][0] if k < len(VGG16) - 1 else None
+            layers = [conv_bn(width, width) for _ in range(depth - 1)]
+            layers.append(conv_bn(width, nxt) if nxt else conv_bn(width, width))
+            self.dec.append(nn.Sequential(*layers))
+        self.head = nn.Conv2d(VGG16[0][0], num_classes, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        indices, sizes = [], []
+        for stage in self.enc:
+            x = stage(x)
+            sizes.append(x.shape[-2:])
+            x, idx = F.max_pool2d(x, 2, 2, return_indices=True)
+            indices.append(idx)
+        for stage, idx, size in zip(self.dec, reversed(indices), reversed(sizes)):
+            x = stage(F.max_unpool2d(x, idx, 2, 2, output_size=size))
+        return self.head(x)
