@@ -39,10 +39,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_segment(args: argparse.Namespace) -> int:
     from covseg.infer import LesionSegmenter
-    from covseg.infer.pipeline import segment
+    from covseg.infer.pipeline import segment, segment_many
 
-    segmenter = LesionSegmenter(args.weights) if args.weights else None
-    result = segment(args.scan, args.output, force=args.force, segmenter=segmenter, key=args.key)
+    segmenter = LesionSegmenter(args.weights, backend=args.backend)
+    if len(args.scans) > 1:
+        rows = segment_many(args.scans, args.output, force=args.force, segmenter=segmenter,
+                            lungs=args.lungs)
+        for row in rows:
+            if row["status"] == "ok":
+                print(f"{row['scan']}: {row['grade']}, {row['involvement_percent']:.1f} % involved")
+            else:
+                print(f"{row['scan']}: failed: {row['message']}")
+        failed = sum(row["status"] != "ok" for row in rows)
+        print(f"{len(rows) - failed} of {len(rows)} scans done; summary: {args.output / 'summary.csv'}")
+        return 1 if failed else 0
+    result = segment(args.scans[0], args.output, force=args.force, segmenter=segmenter,
+                     key=args.key, progress=True, lungs=args.lungs)
     q = result.quantification
     print(f"lungs {q['lung_ml']:.1f} mL, lesions {q['lesion_ml']:.1f} mL, involvement "
           f"{q['involvement_percent']:.1f} % (right {q['lungs']['right']['involvement_percent']:.1f} %, "
@@ -75,9 +87,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from covseg.evaluate import evaluate_model
 
+    if args.lungs:
+        from covseg.evaluate.lungs import evaluate_lungs
+        print(evaluate_lungs(args.lungs, folds=args.folds, limit=args.limit).table())
+        return 0
     report = evaluate_model(args.weights, args.config, dataset=args.dataset, folds=args.folds,
                             csv_path=args.csv, limit=args.limit, force=args.force)
     print(report.table())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from covseg.export import export_onnx
+
+    path = export_onnx(args.output, weights=args.weights, int8=args.int8, force=args.force)
+    print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.1f} MiB, "
+          f"{'int8 static QDQ' if args.int8 else 'fp32'}, input 'image' N x 1 x H x W, H and W "
+          "multiples of 16)")
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from covseg.benchmark import benchmark, format_report
+
+    result = benchmark(slices=args.slices, reference_slices=args.reference_slices,
+                       backend=args.backend)
+    print(format_report(result))
+    if args.json:
+        print(json.dumps(result, indent=2))
     return 0
 
 
@@ -104,10 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace files of an earlier demo")
 
     p = add("segment", _cmd_segment, "find lungs and lesions in a scan, measure them, report")
-    p.add_argument("scan", help="NIfTI file, DICOM folder or file, PNG/JPG slice, .mat or .npy")
+    p.add_argument("scans", nargs="+", metavar="SCAN",
+                   help="NIfTI file, DICOM folder or file, PNG/JPG slice, .mat or .npy; several "
+                        "scans go to OUTPUT/<name>/ with a summary.csv")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace earlier results in the folder")
     p.add_argument("--weights", type=Path, help="weights file (default: the shipped Anam-Net)")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
+                   help="inference engine (default: the fastest validated one)")
+    p.add_argument("--lungs", choices=["auto", "hu", "model", "intensity"], default="auto",
+                   help="lung extractor (default: HU thresholds for CT, the lung model for pictures)")
     p.add_argument("--key", help="array name inside a .mat file")
 
     p = add("models", _cmd_models, "list the model zoo with parameters, size, GMACs and latency")
@@ -122,6 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override the config's epochs")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (resumable)")
 
+    p = add("export", _cmd_export, "write the model as ONNX for onnxruntime (phones, boards)")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--int8", action="store_true", help="static int8 quantization (needs ma20 "
+                   "for calibration)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--weights", type=Path, help="weights file (default: the shipped model)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+
+    p = add("benchmark", _cmd_benchmark, "time covseg against the paper's reference inference")
+    p.add_argument("--slices", type=int, default=300, help="slices of the 512x512 test volume")
+    p.add_argument("--reference-slices", type=int, default=8,
+                   help="slices the slow reference path is timed on")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto")
+    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+
     p = add("evaluate", _cmd_evaluate, "score a model on held-out data in the paper's layout")
     p.add_argument("--weights", type=Path, help="weights file (default: the shipped model)")
     p.add_argument("--config", type=Path, help="experiment file naming the test data")
@@ -129,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, nargs="+", help="ma20 test folds (default: 4)")
     p.add_argument("--csv", type=Path, help="write per-slice figures to this CSV")
     p.add_argument("--limit", type=int, help="score only this many slices (quick checks)")
+    p.add_argument("--lungs", choices=["model", "intensity"],
+                   help="score a lung extractor against ma20's lung masks instead")
     p.add_argument("--force", action="store_true", help="replace an existing CSV")
     return parser
 

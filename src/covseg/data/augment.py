@@ -29,7 +29,7 @@ class Augment:
                 image, label = image[:, ::-1], label[:, ::-1]
             if rng.random() < 0.5:
                 image, label = image[::-1], label[::-1]
-        inside = label > 0
+        inside = (label > 0) | (image > 0)  # lung-masked inputs keep their zero background
         if inside.any():
             image = jitter_intensity(image, inside, self, rng)
         return np.ascontiguousarray(image), np.ascontiguousarray(label)
@@ -57,7 +57,7 @@ def lung_crop(image: np.ndarray, label: np.ndarray, size: int, rng: np.random.Ge
 
 def jitter_intensity(image: np.ndarray, inside: np.ndarray, aug: Augment,
                      rng: np.random.Generator) -> np.ndarray:
-    """Random gamma, contrast, brightness and noise inside the lungs; outside stays zero."""
+    """Random gamma, contrast, brightness and noise inside `inside`; outside stays zero."""
     out = np.clip(image, 0.0, 1.0) ** rng.uniform(*aug.gamma)
     out = (out - 0.5) * rng.uniform(*aug.contrast) + 0.5 + rng.uniform(-aug.brightness, aug.brightness)
     out = out + rng.normal(0.0, aug.noise, out.shape)

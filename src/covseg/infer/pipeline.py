@@ -74,8 +74,13 @@ def _coverage_warnings(lungs: np.ndarray) -> list[str]:
 
 def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bool = False,
             segmenter: LesionSegmenter | None = None, pictures: bool = True,
-            key: str | None = None) -> SegmentationResult:
-    """Segment a scan (path or `Scan`); with `output`, write masks, report and pictures there."""
+            key: str | None = None, progress: bool = False,
+            lungs: str = "auto") -> SegmentationResult:
+    """Segment a scan (path or `Scan`); with `output`, write masks, report and pictures there.
+
+    `lungs`: the lung method (covseg.lungs.METHODS); "auto" uses HU thresholds for CT in HU and
+    the learned lung model for pictures.
+    """
     if not isinstance(scan, Scan):
         scan = read_scan(scan, key=key)
     names = output_names(mask_suffix(scan))
@@ -88,18 +93,19 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     small = resize_planes(scan.array, size)
     small_spacing = (scan.spacing[0], scan.array.shape[1] * scan.spacing[1] / size[0],
                      scan.array.shape[2] * scan.spacing[2] / size[1])
-    small_lungs = extract_lungs(small, small_spacing, scan.intensity)
+    small_lungs = extract_lungs(small, small_spacing, scan.intensity, lungs)
 
     has_lungs = np.nonzero(small_lungs.any(axis=(1, 2)))[0]
     small_labels = np.zeros(small.shape, dtype=np.uint8)
     if has_lungs.size:
         inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity) for z in has_lungs])
-        small_labels[has_lungs] = segmenter.predict(inputs, small_lungs[has_lungs] > 0)
+        small_labels[has_lungs] = segmenter.predict(inputs, small_lungs[has_lungs] > 0,
+                                                    progress=scan.source.name if progress else None)
 
-    lungs = resize_planes(small_lungs, scan.array.shape[1:], labels=True)
+    lung_sides = resize_planes(small_lungs, scan.array.shape[1:], labels=True)
     lesion = resize_planes((small_labels == ABNORMAL).astype(np.uint8), scan.array.shape[1:],
                            labels=True)
-    labels = np.where(lungs > 0, np.where(lesion > 0, ABNORMAL, NORMAL), 0).astype(np.uint8)
+    labels = np.where(lung_sides > 0, np.where(lesion > 0, ABNORMAL, NORMAL), 0).astype(np.uint8)
 
     voxel_ml = scan.voxel_volume_ml if scan.spacing_known else 1e-3
     report = {
@@ -107,15 +113,15 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
         "input": {"source": str(scan.source), "format": scan.format,
                   "shape_zyx": list(scan.array.shape), "spacing_mm_zyx": list(scan.spacing),
                   "spacing_known": scan.spacing_known, "intensity": scan.intensity.value},
-        "quantification": quantify(labels, lungs, voxel_ml),
+        "quantification": quantify(labels, lung_sides, voxel_ml),
         "model": {"name": segmenter.meta.get("name", "custom"), "weights_sha256":
                   segmenter.meta.get("sha256"), "trained_on": segmenter.meta.get("trained_on")},
         "preprocessing": {"model_plane_px": list(size), "zoom": round(zoom, 4),
-                          "lungs": "HU threshold" if scan.is_hu else "intensity (Otsu)",
+                          "lungs": lungs if lungs != "auto" else ("hu" if scan.is_hu else "model"),
                           "contract": "covseg.infer.preprocess.model_input"},
-        "warnings": chest_ct_warnings(scan) + _coverage_warnings(lungs),
+        "warnings": chest_ct_warnings(scan) + _coverage_warnings(lung_sides),
     }
-    result = SegmentationResult(scan, labels, lungs, report)
+    result = SegmentationResult(scan, labels, lung_sides, report)
     if pictures:
         result.pictures = render_pictures(scan, labels, report["quantification"])
     if output is not None:
@@ -136,3 +142,58 @@ def _write(result: SegmentationResult, out: Path, names: dict[str, str], force: 
     page = render_html(result.report, {k: v for k, v in result.pictures.items()})
     files["html"] = atomic_write(out / names["html"], lambda tmp: tmp.write_text(page), force)
     result.files = files
+
+
+SUMMARY_FIELDS = ("scan", "status", "grade", "involvement_percent", "right_percent", "left_percent",
+                  "lung_ml", "lesion_ml", "output", "message")
+
+
+def scan_name(path: Path) -> str:
+    """Output sub-folder name for a scan: its file name without the image suffixes."""
+    name = path.name
+    for ending in (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".mat", ".npy"):
+        if name.lower().endswith(ending):
+            return name[: -len(ending)]
+    return name
+
+
+def segment_many(scans: list[str | Path], output: str | Path, force: bool = False,
+                 segmenter: LesionSegmenter | None = None, progress: bool = True,
+                 lungs: str = "auto") -> list[dict]:
+    """Segment several scans into `output/<name>/`; a failed scan is recorded, not fatal.
+
+    Writes `output/summary.csv` with one row a scan and returns the rows.
+    """
+    import csv
+    import io
+
+    from covseg.errors import CovsegError
+    from covseg.io import check_writable
+
+    out = Path(output)
+    check_writable(out / "summary.csv", force)
+    names = [scan_name(Path(s)) for s in scans]
+    if len(set(names)) != len(names):
+        from covseg.errors import InputError
+        raise InputError("two scans share a name, so their results would collide; rename one")
+    segmenter = segmenter or LesionSegmenter()
+    rows = []
+    for path, name in zip(scans, names):
+        row = {"scan": str(path), "output": str(out / name)}
+        try:
+            q = segment(path, out / name, force=force, segmenter=segmenter,
+                        progress=progress, lungs=lungs).quantification
+            row.update(status="ok", grade=q["severity"]["grade"],
+                       involvement_percent=q["involvement_percent"],
+                       right_percent=q["lungs"]["right"]["involvement_percent"],
+                       left_percent=q["lungs"]["left"]["involvement_percent"],
+                       lung_ml=q["lung_ml"], lesion_ml=q["lesion_ml"])
+        except CovsegError as exc:
+            row.update(status="failed", message=str(exc))
+        rows.append(row)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out / "summary.csv", lambda tmp: tmp.write_text(buf.getvalue()), force)
+    return rows

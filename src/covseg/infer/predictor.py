@@ -7,10 +7,13 @@ abnormal versus normal inside the lungs.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from covseg.errors import InputError
 from covseg.models import build_model
@@ -18,6 +21,8 @@ from covseg.runtime import autocast
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "anamnet_ma20.pt"
+DEFAULT_INT8 = WEIGHTS_DIR / "anamnet_ma20.int8.onnx"
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 ABNORMAL, NORMAL = 1, 2
 MULTIPLE = 16
 
@@ -49,6 +54,15 @@ def load_model(weights: str | Path | None = None, model: str | None = None) -> t
     return net.eval(), meta
 
 
+def _onnx_session(path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or os.cpu_count() or 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 def _bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
@@ -71,22 +85,58 @@ def _padded_box(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice
 
 
 class LesionSegmenter:
-    """Runs a segmentation network over lung-masked slices, batch by batch."""
+    """Runs a segmentation network over lung-masked slices, batch by batch.
+
+    backend: "torch" (PyTorch, bf16 autocast where the CPU has native bf16), "onnx" (onnxruntime
+    fp32, exported from the weights on first use), "onnx-int8" (the shipped statically quantized
+    model), or "auto": the shipped int8 model for the shipped weights, else PyTorch.
+    """
 
     def __init__(self, weights: str | Path | None = None, model: str | None = None,
-                 batch_size: int = 8):
+                 batch_size: int = 8, backend: str = "auto", threads: int | None = None):
+        if backend not in BACKENDS:
+            raise InputError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
         self.model, self.meta = load_model(weights, model)
-        self.model = self.model.to(memory_format=torch.channels_last)
         self.batch_size = batch_size
+        if backend == "auto":
+            backend = "onnx-int8" if weights is None and DEFAULT_INT8.is_file() else "torch"
+        self.backend = backend
+        if backend == "torch":
+            self.model = self.model.to(memory_format=torch.channels_last)
+            self._session = None
+        else:
+            self._session = _onnx_session(self._onnx_path(weights, backend), threads)
+
+    def _onnx_path(self, weights: str | Path | None, backend: str) -> Path:
+        if backend == "onnx-int8":
+            if weights is not None:
+                raise InputError("the int8 backend runs the shipped model only; export your "
+                                 "weights with `covseg export --int8` and run them with onnxruntime")
+            return DEFAULT_INT8
+        from covseg.export.onnx import _export_fp32
+        cache = Path(tempfile.gettempdir()) / "covseg-onnx"
+        cache.mkdir(exist_ok=True)
+        path = cache / f"{self.meta.get('sha256') or id(self)}.onnx"
+        if not path.is_file():
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            _export_fp32(self.model, tmp)
+            tmp.replace(path)
+        return path
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W) float32 inputs with H, W multiples of 16 -> (N, C, H, W) logits."""
-        x = torch.from_numpy(np.ascontiguousarray(batch[:, None], dtype=np.float32))
+        x = np.ascontiguousarray(batch[:, None], dtype=np.float32)
+        if self._session is not None:
+            return self._session.run(None, {"image": x})[0]
         with torch.inference_mode(), autocast():
-            return self.model(x.contiguous(memory_format=torch.channels_last)).float().numpy()
+            t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+            return self.model(t).float().numpy()
 
-    def predict(self, images: np.ndarray, lungs: np.ndarray) -> np.ndarray:
-        """(N, H, W) model inputs and lung masks -> (N, H, W) uint8 labels 0/1/2."""
+    def predict(self, images: np.ndarray, lungs: np.ndarray, progress: str | None = None) -> np.ndarray:
+        """(N, H, W) model inputs and lung masks -> (N, H, W) uint8 labels 0/1/2.
+
+        `progress`: a label for a progress bar over the slices (None: no bar).
+        """
         images = np.asarray(images, dtype=np.float32)
         lungs = np.asarray(lungs) > 0
         labels = np.zeros(images.shape, dtype=np.uint8)
@@ -94,8 +144,11 @@ class LesionSegmenter:
         jobs = [(i, _padded_box(b, images.shape[1:])) for i, b in jobs if b is not None]
         # group equal box sizes so each batch is one tensor
         jobs.sort(key=lambda j: (j[1][0].stop - j[1][0].start, j[1][1].stop - j[1][1].start))
+        bar = tqdm(total=len(jobs), desc=progress, unit="slice", disable=progress is None,
+                   leave=False, dynamic_ncols=True)
         for k in range(0, len(jobs), self.batch_size):
             group = jobs[k:k + self.batch_size]
+            bar.update(len(group))
             h = _ceil16(max(b[0].stop - b[0].start for _, b in group))
             w = _ceil16(max(b[1].stop - b[1].start for _, b in group))
             batch = np.zeros((len(group), h, w), dtype=np.float32)
@@ -108,4 +161,5 @@ class LesionSegmenter:
                 inside = lungs[i, ys, xs]
                 lab = np.where(crop[ABNORMAL] > crop[NORMAL], ABNORMAL, NORMAL).astype(np.uint8)
                 labels[i, ys, xs] = np.where(inside, lab, 0)
+        bar.close()
         return labels

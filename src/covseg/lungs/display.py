@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
-from covseg.lungs.threshold import LEFT, RIGHT, _close_and_fill, _split_left_right
+from covseg.lungs.threshold import LEFT, RIGHT, close_and_fill, split_left_right
 
 MIN_AREA_FRACTION = 0.01
 
@@ -35,9 +35,9 @@ def extract_lungs_display(image: np.ndarray, closing_px: int = 6) -> np.ndarray:
         if not lungs.any():
             continue
         lungs = ndi.binary_opening(lungs, iterations=2)
-        sides = _split_left_right(lungs[None])[0]
+        sides = split_left_right(lungs[None])[0]
         body = ~(black & ~lungs)
         for label in (RIGHT, LEFT):
-            filled = _close_and_fill((sides == label)[None], body[None], closing_px)[0]
+            filled = close_and_fill((sides == label)[None], body[None], closing_px)[0]
             out[z][filled & (out[z] == 0)] = label
     return out

@@ -41,7 +41,7 @@ def _outside_air(low: np.ndarray) -> np.ndarray:
     return np.isin(lab, touching[touching > 0])
 
 
-def _largest_components(mask: np.ndarray, keep_ratio: float = 0.15) -> np.ndarray:
+def largest_components(mask: np.ndarray, keep_ratio: float = 0.15) -> np.ndarray:
     """The largest component and every other at least `keep_ratio` of its size."""
     lab, n = ndi.label(mask)
     if n == 0:
@@ -95,7 +95,7 @@ def _airways(lungs: np.ndarray, hu: np.ndarray, spacing: tuple[float, float, flo
     return ndi.binary_dilation(airway, structure=np.ones((1, 3, 3), bool))
 
 
-def _split_left_right(lungs: np.ndarray) -> np.ndarray:
+def split_left_right(lungs: np.ndarray) -> np.ndarray:
     """Label right (low x) and left lung; joined lungs are cut at the thinnest central column."""
     lab, n = ndi.label(lungs)
     out = np.zeros(lungs.shape, dtype=np.uint8)
@@ -128,7 +128,7 @@ def _split_left_right(lungs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _close_and_fill(side: np.ndarray, body: np.ndarray, radius_px: int) -> np.ndarray:
+def close_and_fill(side: np.ndarray, body: np.ndarray, radius_px: int) -> np.ndarray:
     """Per slice: close concave bites (pleural lesions) and fill holes (vessels, nodules)."""
     out = np.zeros_like(side)
     disk = _disk(radius_px)
@@ -145,15 +145,15 @@ def extract_lungs_hu(hu: np.ndarray, spacing: tuple[float, float, float],
     low = hu < AIR_HU
     outside = _outside_air(low)
     body = ~outside
-    lungs = _largest_components(_drop_pure_air(low & body, hu))
+    lungs = largest_components(_drop_pure_air(low & body, hu))
     if not lungs.any():
         return np.zeros(hu.shape, dtype=np.uint8)
     lungs &= ~_airways(lungs, hu, spacing)
-    lungs = _largest_components(lungs, keep_ratio=0.05)
-    sides = _split_left_right(lungs)
+    lungs = largest_components(lungs, keep_ratio=0.05)
+    sides = split_left_right(lungs)
     radius = int(round(closing_mm / spacing[2]))
     out = np.zeros(hu.shape, dtype=np.uint8)
     for label in (RIGHT, LEFT):
-        filled = _close_and_fill(sides == label, body, radius)
+        filled = close_and_fill(sides == label, body, radius)
         out[filled & (out == 0)] = label
     return out

@@ -11,7 +11,7 @@ from covseg.models.deeplabv3plus import DeepLabV3Plus
 from covseg.models.encoder_unet import mobilenetv2_unet, resnet34_unet, vgg19_unet
 from covseg.models.enet import ENet
 from covseg.models.lednet import LEDNet
-from covseg.models.monai_unets import UNetPlusPlus, attention_unet, unet
+from covseg.models.monai_unets import UNetPlusPlus, attention_unet, lung_unet, unet
 from covseg.models.segnet import SegNet
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
@@ -26,6 +26,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "vgg19_unet": vgg19_unet,
     "resnet34_unet": resnet34_unet,
     "mobilenetv2_unet": mobilenetv2_unet,
+    "lung_unet": lung_unet,
 }
 
 

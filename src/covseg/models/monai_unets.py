@@ -35,3 +35,9 @@ class UNetPlusPlus(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)[0]
+
+
+def lung_unet(in_channels: int = 1, num_classes: int = 2) -> nn.Module:
+    """A small U-Net (16..128 channels, 0.5 M parameters) for lung masks, covseg's learned lung model."""
+    return BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=num_classes,
+                     features=(16, 16, 32, 64, 128, 16), upsample="deconv", **_ORIGINAL)

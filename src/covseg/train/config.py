@@ -14,8 +14,11 @@ class DataConfig:
     dataset: str = "ma20"  # ma20 | medseg100
     train_folds: list[int] = field(default_factory=lambda: [1, 2, 3])
     test_folds: list[int] = field(default_factory=lambda: [4])
-    source: str | None = None  # ma20 only: coronacases | radiopaedia
+    source: str | None = None  # ma20 only: coronacases | radiopaedia (training slices)
+    test_source: str | None = None  # ma20 only: source of the test slices (default: `source`)
     mask_lungs: bool = True
+    target: str = "lesions"  # lesions: 0/1 abnormal/2 normal lung | lungs: 0/1 lung (lung model)
+    max_slices: int | None = None  # evenly spaced subset, for quick runs
     root: str | None = None  # default: $COVSEG_DATA_ROOT or ../shared/data
 
 
@@ -24,6 +27,7 @@ class TrainConfig:
     name: str = "experiment"
     model: str = "anamnet"
     model_args: dict = field(default_factory=dict)
+    init: str | None = None  # weights to start from (fine-tuning); default: random
     data: DataConfig = field(default_factory=DataConfig)
     loss: str = "dice_ce"  # ce_weighted (the paper's) | ce | dice | dice_ce
     optimizer: str = "adam"
@@ -35,6 +39,7 @@ class TrainConfig:
     epochs: int = 100
     steps_per_epoch: int | None = None  # default: one pass over the training slices
     batch_size: int = 5
+    scale: float = 1.0  # in-plane zoom of the training slices before cropping
     crop: int | None = 128  # lung-centred training crop; None trains on whole slices
     flips: bool = True
     intensity_jitter: bool = True

@@ -14,10 +14,9 @@ import torch
 from tqdm import tqdm
 
 from covseg.data.augment import Augment
-from covseg.data.datasets import NUM_CLASSES, load_training_set
+from covseg.data.datasets import load_training_set, num_classes, training_arrays
 from covseg.errors import OutputExistsError
 from covseg.evaluate.metrics import dice
-from covseg.infer.preprocess import model_input
 from covseg.models import build_model
 from covseg.runtime import autocast, has_fast_bf16, set_threads
 from covseg.train.config import TrainConfig
@@ -54,16 +53,18 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
     torch.manual_seed(cfg.seed)
 
     data = load_training_set(cfg.data)
-    images = np.stack([model_input(im, lu, data.intensity, cfg.data.mask_lungs)
-                       for im, lu in zip(data.images, data.lungs)])
-    labels = data.labels
+    images, labels = training_arrays(cfg.data, data, cfg.scale)
+    n_classes = num_classes(cfg.data)
     steps_per_epoch = cfg.steps_per_epoch or max(1, len(data) // cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
 
-    model = build_model(cfg.model, **cfg.model_args).to(memory_format=torch.channels_last)
+    model = build_model(cfg.model, num_classes=n_classes, **cfg.model_args)
+    if cfg.init:
+        model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True))
+    model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _scheduler(cfg, opt, steps_per_epoch)
-    loss_fn = build_loss(cfg.loss, labels, NUM_CLASSES)
+    loss_fn = build_loss(cfg.loss, labels, n_classes)
     augment = Augment(crop=cfg.crop, flips=cfg.flips)
     if not cfg.intensity_jitter:
         augment.gamma, augment.contrast, augment.brightness, augment.noise = (1, 1), (1, 1), 0.0, 0.0

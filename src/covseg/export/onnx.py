@@ -1,0 +1,81 @@
+"""Export to ONNX (fp32, or int8 by static quantization) for onnxruntime alone: phones, boards.
+
+The int8 model is calibrated on real lung-masked slices (ma20 folds 1-3 by default: never the
+test fold) with onnxruntime's static QDQ quantization, weights per channel.
+"""
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from covseg.infer.predictor import load_model
+from covseg.io.writers import atomic_write, check_writable
+
+INPUT, OUTPUT = "image", "logits"
+OPSET = 17
+
+
+def _export_fp32(model: torch.nn.Module, path: Path) -> None:
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.zeros(1, 1, 128, 128),), str(path), dynamo=False,
+                          input_names=[INPUT], output_names=[OUTPUT], opset_version=OPSET,
+                          dynamic_axes={INPUT: dynamic, OUTPUT: dynamic})
+
+
+def calibration_batches(count: int = 48, size: int = 128, folds: tuple[int, ...] = (1, 2, 3),
+                        data_root: str | Path | None = None) -> list[np.ndarray]:
+    """Lung-centred model inputs from ma20's training folds, one (1, 1, size, size) array each."""
+    from covseg.data.augment import lung_crop
+    from covseg.data.ma20 import load_ma20
+    from covseg.infer.preprocess import model_input
+
+    data = load_ma20(folds=list(folds), data_root=data_root, limit=count)
+    rng = np.random.default_rng(0)
+    batches = []
+    for image, lungs, labels in zip(data.images, data.lungs, data.labels):
+        x = model_input(image, lungs, data.intensity)
+        crop, _ = lung_crop(x, labels, size, rng)
+        batches.append(crop[None, None].astype(np.float32))
+    return batches
+
+
+def _quantize(fp32_path: Path, int8_path: Path, batches: list[np.ndarray]) -> None:
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(batches)
+
+        def get_next(self):
+            item = next(self.items, None)
+            return None if item is None else {INPUT: item}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(int8_path), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True)
+
+
+def export_onnx(output: str | Path, weights: str | Path | None = None, int8: bool = False,
+                force: bool = False, calibration: list[np.ndarray] | None = None) -> Path:
+    """Write the (shipped, or given) model as ONNX; `int8` quantizes it statically."""
+    output = check_writable(output, force)
+    model, _ = load_model(weights)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        _export_fp32(model, fp32)
+        if not int8:
+            return atomic_write(output, lambda t: t.write_bytes(fp32.read_bytes()), force)
+        int8_path = Path(tmp) / "model.int8.onnx"
+        _quantize(fp32, int8_path, calibration if calibration is not None else calibration_batches())
+        return atomic_write(output, lambda t: t.write_bytes(int8_path.read_bytes()), force)

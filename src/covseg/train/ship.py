@@ -1,0 +1,38 @@
+"""Turn a finished training run into shipped weights: the state dict plus a metadata file.
+
+The metadata (same name, .json) records what the weights are, what they were trained on, how,
+what they scored and their sha256, so a report can say which model produced it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from covseg.data.datasets import TARGETS
+from covseg.io.writers import atomic_write
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def ship(run_dir: str | Path, dest: str | Path, trained_on: str, metrics: dict,
+         force: bool = False) -> Path:
+    """Copy `run_dir/model.pt` to `dest` and write `dest.json` beside it."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    config = json.loads((run_dir / "config.json").read_text())
+    log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    atomic_write(dest, lambda tmp: shutil.copyfile(run_dir / "model.pt", tmp), force)
+    model_args = {**config["model_args"], "num_classes": TARGETS[config["data"].get("target", "lesions")]}
+    meta = {"name": dest.stem, "model": config["model"], "model_args": model_args,
+            "trained_on": trained_on, "config": config, "train_wall_s": log[-1]["elapsed_s"],
+            "train_steps": log[-1]["step"], "metrics": metrics, "sha256": sha256(dest)}
+    atomic_write(dest.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)),
+                 force)
+    return dest
