@@ -31,14 +31,15 @@ def test_demo_measures_the_phantom(demo):
     q = result.quantification
     # the lungs come from HU and must match the phantom's closely
     assert q["lung_ml"] == pytest.approx(phantom.lung_volume_ml, rel=0.03)
-    # the lesions come from the network trained on real scans: a stated tolerance of
-    # 6 percentage points of involvement and a factor of 2 on volume
-    assert abs(q["involvement_percent"] - phantom.involvement_percent) < 6.0
-    assert 0.5 * phantom.lesion_volume_ml < q["lesion_ml"] < 2.0 * phantom.lesion_volume_ml
+    # the lesions come from the network trained on real scans; stated tolerance: involvement
+    # within 2 percentage points, lesion volume within 25 % (measured: 8.0 % vs 7.8 %, 174 vs 169 mL)
+    assert abs(q["involvement_percent"] - phantom.involvement_percent) < 2.0
+    assert abs(q["lesion_ml"] - phantom.lesion_volume_ml) < 0.25 * phantom.lesion_volume_ml
     assert q["severity"]["grade"] == "CT-1"
     found = result.labels == 1
     assert found[phantom.lesions].mean() > 0.7  # most of the true lesion is found
     for name in ("report.html", "report.json", "montage.png", "involvement.png", "overlay.png",
+                 "overlay_2.png", "overlay_3.png",
                  "lesions.nii.gz", "lungs.nii.gz", "phantom_ct.nii.gz"):
         assert (out / name).is_file(), name
     page = (out / "report.html").read_text()

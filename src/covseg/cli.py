@@ -87,6 +87,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from covseg.evaluate import evaluate_model
 
+    if args.lungs == "hu":
+        from covseg.evaluate.lungs import evaluate_hu_lungs
+        for name, value in evaluate_hu_lungs().items():
+            print(f"{name:<34}{value:.4f}")
+        return 0
     if args.lungs:
         from covseg.evaluate.lungs import evaluate_lungs
         print(evaluate_lungs(args.lungs, folds=args.folds, limit=args.limit).table())
@@ -187,8 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, nargs="+", help="ma20 test folds (default: 4)")
     p.add_argument("--csv", type=Path, help="write per-slice figures to this CSV")
     p.add_argument("--limit", type=int, help="score only this many slices (quick checks)")
-    p.add_argument("--lungs", choices=["model", "intensity"],
-                   help="score a lung extractor against ma20's lung masks instead")
+    p.add_argument("--lungs", choices=["model", "intensity", "hu"],
+                   help="score a lung extractor instead: model/intensity against ma20's lung "
+                        "masks, hu against TotalSegmentator's lobes on real_ct")
     p.add_argument("--force", action="store_true", help="replace an existing CSV")
     return parser
 

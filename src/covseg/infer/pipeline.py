@@ -45,7 +45,8 @@ def output_names(mask_ending: str) -> dict[str, str]:
     """File names in the output folder; masks end as the scan's results do (.nii.gz, .png)."""
     return {"labels": f"lesions{mask_ending}", "lungs": f"lungs{mask_ending}",
             "json": "report.json", "html": "report.html", "montage": "montage.png",
-            "profile": "involvement.png", "overlay": "overlay.png"}
+            "profile": "involvement.png", "overlay": "overlay.png", "overlay_2": "overlay_2.png",
+            "overlay_3": "overlay_3.png"}
 
 
 def check_outputs(out: Path, names: list[str], force: bool) -> None:
@@ -91,9 +92,16 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     zoom = scale_factor(max(scan.array.shape[1:]), scan.spacing[2] if scan.spacing_known else None)
     size = model_plane_size(scan.array.shape[1:], zoom)
     small = resize_planes(scan.array, size)
-    small_spacing = (scan.spacing[0], scan.array.shape[1] * scan.spacing[1] / size[0],
-                     scan.array.shape[2] * scan.spacing[2] / size[1])
-    small_lungs = extract_lungs(small, small_spacing, scan.intensity, lungs)
+    # lungs are found on the coarser of the two grids: upsampling first would blur gas pockets
+    # in the bowel towards lung density, downsampling first saves time on fine matrices
+    if zoom > 1:
+        lung_sides = extract_lungs(scan.array, scan.spacing, scan.intensity, lungs)
+        small_lungs = resize_planes(lung_sides, size, labels=True)
+    else:
+        small_spacing = (scan.spacing[0], scan.array.shape[1] * scan.spacing[1] / size[0],
+                         scan.array.shape[2] * scan.spacing[2] / size[1])
+        small_lungs = extract_lungs(small, small_spacing, scan.intensity, lungs)
+        lung_sides = resize_planes(small_lungs, scan.array.shape[1:], labels=True)
 
     has_lungs = np.nonzero(small_lungs.any(axis=(1, 2)))[0]
     small_labels = np.zeros(small.shape, dtype=np.uint8)
@@ -102,10 +110,10 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
         small_labels[has_lungs] = segmenter.predict(inputs, small_lungs[has_lungs] > 0,
                                                     progress=scan.source.name if progress else None)
 
-    lung_sides = resize_planes(small_lungs, scan.array.shape[1:], labels=True)
     lesion = resize_planes((small_labels == ABNORMAL).astype(np.uint8), scan.array.shape[1:],
                            labels=True)
-    labels = np.where(lung_sides > 0, np.where(lesion > 0, ABNORMAL, NORMAL), 0).astype(np.uint8)
+    labels = np.where(lung_sides > 0, NORMAL, 0).astype(np.uint8)
+    labels[(lesion > 0) & (lung_sides > 0)] = ABNORMAL
 
     voxel_ml = scan.voxel_volume_ml if scan.spacing_known else 1e-3
     report = {

@@ -10,13 +10,19 @@ def resize_planes(volume: np.ndarray, size: tuple[int, int], labels: bool = Fals
     """Resize every slice to `size` (h, w): bilinear for images, nearest for label maps."""
     if tuple(volume.shape[1:]) == tuple(size):
         return volume
+    if labels:  # nearest neighbour by index lookup: stays in the label dtype, no float copy
+        rows = _nearest_index(volume.shape[1], size[0])
+        cols = _nearest_index(volume.shape[2], size[1])
+        return volume[:, rows[:, None], cols[None, :]]
     t = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[:, None]
-    if labels:
-        out = F.interpolate(t, size=size, mode="nearest-exact")
-        return out[:, 0].numpy().astype(volume.dtype)
     antialias = size[0] < volume.shape[1]
     out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=antialias)
     return out[:, 0].numpy()
+
+
+def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each output pixel for nearest-neighbour resampling (pixel centres)."""
+    return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.int64), n_in - 1)
 
 
 def model_plane_size(shape_yx: tuple[int, int], zoom: float) -> tuple[int, int]:

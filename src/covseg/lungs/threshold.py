@@ -23,12 +23,6 @@ PURE_AIR_HU = -950.0
 RIGHT, LEFT = 1, 2
 
 
-def _disk(radius_px: int) -> np.ndarray:
-    r = max(1, int(radius_px))
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    return yy ** 2 + xx ** 2 <= r ** 2
-
-
 def _outside_air(low: np.ndarray) -> np.ndarray:
     """Low-density voxels connected (in 3-D) to the in-plane border: air around the patient."""
     lab, n = ndi.label(low)
@@ -52,12 +46,18 @@ def largest_components(mask: np.ndarray, keep_ratio: float = 0.15) -> np.ndarray
 
 
 def _drop_pure_air(mask: np.ndarray, hu: np.ndarray) -> np.ndarray:
-    """Remove components whose median is pure air: gas in the bowel or stomach is not lung."""
+    """Remove components whose median is pure air: gas in the bowel or stomach is not lung.
+
+    median < -950 HU  <=>  more than half the voxels are below -950 HU, which bincount gives
+    far faster than a per-component median.
+    """
     lab, n = ndi.label(mask)
     if n == 0:
         return mask
-    medians = ndi.median(hu, lab, index=np.arange(1, n + 1))
-    keep = np.nonzero(np.asarray(medians) >= PURE_AIR_HU)[0] + 1
+    flat = lab.ravel()
+    size = np.bincount(flat, minlength=n + 1)
+    pure = np.bincount(flat, weights=(hu < PURE_AIR_HU).ravel(), minlength=n + 1)
+    keep = np.nonzero(pure[1:] <= 0.5 * size[1:])[0] + 1
     return np.isin(lab, keep)
 
 
@@ -128,14 +128,26 @@ def split_left_right(lungs: np.ndarray) -> np.ndarray:
     return out
 
 
+def _close_plane(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Morphological closing with a disk, by distance transforms (cost independent of radius)."""
+    grown = ndi.distance_transform_edt(~mask) <= radius
+    return ndi.distance_transform_edt(grown) > radius
+
+
 def close_and_fill(side: np.ndarray, body: np.ndarray, radius_px: int) -> np.ndarray:
-    """Per slice: close concave bites (pleural lesions) and fill holes (vessels, nodules)."""
+    """Per slice: close concave bites (pleural lesions) and fill holes (vessels, nodules).
+
+    Each slice is worked on in its lung's bounding box, grown by the radius.
+    """
     out = np.zeros_like(side)
-    disk = _disk(radius_px)
+    r = max(1, int(radius_px))
     for z in np.nonzero(side.any(axis=(1, 2)))[0]:
-        sl = ndi.binary_closing(np.pad(side[z], radius_px), structure=disk)[
-            radius_px:-radius_px, radius_px:-radius_px]
-        out[z] = ndi.binary_fill_holes(sl) & body[z]
+        ys, xs = np.nonzero(side[z])
+        y0, x0 = ys.min(), xs.min()
+        box = np.pad(side[z, y0:ys.max() + 1, x0:xs.max() + 1], r + 1)
+        filled = ndi.binary_fill_holes(_close_plane(box, r))[r + 1:-r - 1, r + 1:-r - 1]
+        h, w = filled.shape
+        out[z, y0:y0 + h, x0:x0 + w] = filled & body[z, y0:y0 + h, x0:x0 + w]
     return out
 
 

@@ -146,3 +146,13 @@ class MobileNetV2Encoder(nn.Module):
             if i in self.outputs:
                 feats.append(x)
         return feats
+
+
+def unpool2x(x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Max-unpooling by 2 with the indices of `max_pool2d(..., return_indices=True)`.
+
+    Written as a scatter so that it exports to ONNX (F.max_unpool2d does not trace here).
+    """
+    n, c, h, w = x.shape
+    out = x.new_zeros(n, c, 4 * h * w)
+    return out.scatter(2, indices.flatten(2), x.flatten(2)).view(n, c, 2 * h, 2 * w)

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from covseg.models.backbones import unpool2x
+
 
 def _bn_prelu(ch: int) -> list[nn.Module]:
     return [nn.BatchNorm2d(ch), nn.PReLU()]
@@ -47,7 +49,7 @@ class ENetBottleneck(nn.Module):
             main = F.pad(main, (0, 0, 0, 0, 0, self.out_ch - main.shape[1]))
             return self.act(main + ext), idx
         if self.kind == "up":
-            main = F.max_unpool2d(self.main_proj(x), indices, 2, 2, output_size=ext.shape[-2:])
+            main = unpool2x(self.main_proj(x), indices)
             return self.act(main + ext)
         return self.act(x + ext)
 

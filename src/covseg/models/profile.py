@@ -1,7 +1,8 @@
 """The paper's Table IV, measured here: parameters, size, GMACs and CPU latency per 512x512 slice.
 
 GMACs come from PyTorch's FlopCounterMode (multiply-accumulates = FLOPs / 2) on one 512x512
-slice; latency is the median of timed eval-mode forwards, batch 1, fp32, on this CPU.
+slice; latency is the median of timed eval-mode forwards, batch 1, fp32, on this CPU, both in
+eager PyTorch (the reference) and exported to onnxruntime (the fast path).
 """
 from __future__ import annotations
 
@@ -50,6 +51,30 @@ def latency_ms(model: torch.nn.Module, size: int = 512, repeats: int = 3) -> flo
     return 1000 * sorted(times)[len(times) // 2]
 
 
+def onnx_latency_ms(model: torch.nn.Module, size: int = 512, repeats: int = 3) -> float:
+    """The fast path: the same network exported to ONNX and run by onnxruntime (fp32)."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from covseg.export.onnx import _export_fp32
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        _export_fp32(model.eval(), path)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 1, size, size), np.float32)
+    session.run(None, {"image": x})
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        session.run(None, {"image": x})
+        times.append(time.perf_counter() - t0)
+    return 1000 * sorted(times)[len(times) // 2]
+
+
 def profile(name: str, size: int = 512, latency: bool = True) -> dict:
     model = build_model(name)
     params = count_parameters(model)
@@ -57,6 +82,7 @@ def profile(name: str, size: int = 512, latency: bool = True) -> dict:
            "gmac": gmacs(model, size), "paper_params_m": PAPER_PARAMS_M.get(name),
            "paper_size_mb": PAPER_SIZE_MB.get(name), "note": NOTES.get(name, "")}
     row["latency_ms"] = latency_ms(model, size) if latency else None
+    row["onnx_ms"] = onnx_latency_ms(model, size) if latency else None
     return row
 
 
@@ -68,13 +94,15 @@ def model_table(names: list[str] | None = None, size: int = 512, latency: bool =
     """Table IV as text, ours beside the paper's figures."""
     names = names or available_models()
     head = (f"{'model':<18}{'params (M)':>11}{'paper':>8}{'size (MB)':>11}{'paper':>8}"
-            f"{'GMAC/' + str(size) + chr(178):>13}{'CPU ms/slice':>14}  note")
+            f"{'GMAC/' + str(size) + chr(178):>13}{'eager ms':>10}{'ORT ms':>9}{'x':>6}  note")
     lines = [head, "-" * len(head)]
     for name in names:
         r = profile(name, size, latency)
         lines.append(f"{name:<18}{r['params_m']:>11.3f}{_cell(r['paper_params_m'], 8, 2)}"
                      f"{r['size_mb']:>11.2f}{_cell(r['paper_size_mb'], 8, 2)}{r['gmac']:>13.1f}"
-                     f"{_cell(r['latency_ms'], 14, 0)}  {r['note']}")
-    lines.append("size = parameters x 4 bytes (fp32) in MiB; latency: batch 1, fp32, eager PyTorch, "
+                     f"{_cell(r['latency_ms'], 10, 0)}{_cell(r['onnx_ms'], 9, 0)}"
+                     f"{_cell(r['latency_ms'] / r['onnx_ms'] if latency else None, 6, 1)}  {r['note']}")
+    lines.append("size = parameters x 4 bytes (fp32) in MiB; latency per slice, batch 1, fp32: eager "
+                 "PyTorch and the same network in onnxruntime (ORT), x = eager / ORT; "
                  f"{torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}")
     return "\n".join(lines)

@@ -1,12 +1,13 @@
 """SegNet (Badrinarayanan et al. 2017): VGG16 encoder, a mirrored decoder upsampling with the
-encoder's max-pooling indices (no skip concatenation), 13 + 13 conv layers."""
+encoder's max-pooling indices (no skip concatenation), 13 + 13 conv layers. Input sides must be
+multiples of 32 (five poolings)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from covseg.models.backbones import conv_bn
+from covseg.models.backbones import conv_bn, unpool2x
 
 VGG16 = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 
@@ -29,12 +30,10 @@ class SegNet(nn.Module):
         self.head = nn.Conv2d(VGG16[0][0], num_classes, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        indices, sizes = [], []
+        indices = []
         for stage in self.enc:
-            x = stage(x)
-            sizes.append(x.shape[-2:])
-            x, idx = F.max_pool2d(x, 2, 2, return_indices=True)
+            x, idx = F.max_pool2d(stage(x), 2, 2, return_indices=True)
             indices.append(idx)
-        for stage, idx, size in zip(self.dec, reversed(indices), reversed(sizes)):
-            x = stage(F.max_unpool2d(x, idx, 2, 2, output_size=size))
+        for stage, idx in zip(self.dec, reversed(indices)):
+            x = stage(unpool2x(x, idx))
         return self.head(x)

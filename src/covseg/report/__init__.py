@@ -8,11 +8,17 @@ from covseg.report.figures import involvement_plot, montage, most_affected, over
 from covseg.report.html import render_html
 
 
+OVERLAYS = 3
+
+
 def render_pictures(scan: Scan, labels: np.ndarray, numbers: dict) -> dict[str, bytes]:
-    """PNG bytes by name: 'overlay' (most affected slice), and for volumes 'montage', 'profile'."""
-    worst = most_affected(labels, 1)
-    z = worst[0] if worst else int(np.argmax((labels > 0).sum(axis=(1, 2))))
-    pictures = {"overlay": png_bytes(overlay(scan.array[z], labels[z], scan.intensity))}
+    """PNG bytes by name: 'overlay' (the most affected slice; for volumes also 'overlay_2',
+    'overlay_3', the next most affected), and for volumes 'montage' and 'profile'."""
+    worst = most_affected(labels, OVERLAYS) or [int(np.argmax((labels > 0).sum(axis=(1, 2))))]
+    pictures = {}
+    for rank, z in enumerate(worst, start=1):
+        name = "overlay" if rank == 1 else f"overlay_{rank}"
+        pictures[name] = png_bytes(overlay(scan.array[z], labels[z], scan.intensity))
     if scan.is_volume:
         pictures["montage"] = png_bytes(montage(scan.array, labels, scan.intensity))
         pictures["profile"] = involvement_plot(numbers["per_slice_involvement_percent"])

@@ -10,6 +10,11 @@ th{background:#f3f3f3}.grade{font-size:1.6em;font-weight:bold}.warn{color:#a40;}
 img{max-width:100%;margin:4px 0}.note{color:#666;font-size:.9em}"""
 
 
+TITLES = {"overlay": "Most affected slice", "overlay_2": "Second most affected slice",
+          "overlay_3": "Third most affected slice", "montage": "Slices through the lungs (head first)",
+          "profile": "Involvement by slice"}
+
+
 def _img(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
@@ -20,7 +25,8 @@ def render_html(report: dict, pictures: dict[str, bytes]) -> str:
         f"<tr><th>{side} lung</th><td>{v['lung_ml']:.1f}</td><td>{v['lesion_ml']:.1f}</td>"
         f"<td>{v['involvement_percent']:.1f}</td></tr>" for side, v in q["lungs"].items())
     warnings = "".join(f'<li class="warn">{html.escape(w)}</li>' for w in report["warnings"])
-    figures = "".join(f"<h3>{html.escape(name)}</h3>{_img(data, name)}" for name, data in pictures.items())
+    figures = "".join(f"<h3>{html.escape(TITLES.get(name, name))}</h3>{_img(data, name)}"
+                      for name, data in pictures.items())
     unit = "mL" if report["input"]["spacing_known"] else "voxels/1000"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>covseg report</title>
 <style>{STYLE}</style></head><body>
