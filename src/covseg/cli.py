@@ -41,7 +41,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from covseg.infer import LesionSegmenter
     from covseg.infer.pipeline import segment, segment_many
 
-    segmenter = LesionSegmenter(args.weights, backend=args.backend)
+    segmenter = LesionSegmenter(args.weights, model=args.model, backend=args.backend)
     if len(args.scans) > 1:
         rows = segment_many(args.scans, args.output, force=args.force, segmenter=segmenter,
                             lungs=args.lungs)
@@ -86,6 +86,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from covseg.evaluate import evaluate_model
+    from covseg.infer import LesionSegmenter
 
     if args.lungs == "hu":
         from covseg.evaluate.lungs import evaluate_hu_lungs
@@ -96,8 +97,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from covseg.evaluate.lungs import evaluate_lungs
         print(evaluate_lungs(args.lungs, folds=args.folds, limit=args.limit).table())
         return 0
+    segmenter = None
+    if args.weights or args.model:
+        segmenter = LesionSegmenter(args.weights, model=args.model)
     report = evaluate_model(args.weights, args.config, dataset=args.dataset, folds=args.folds,
-                            csv_path=args.csv, limit=args.limit, force=args.force)
+                            csv_path=args.csv, limit=args.limit, force=args.force,
+                            segmenter=segmenter)
     print(report.table())
     return 0
 
@@ -152,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace earlier results in the folder")
     p.add_argument("--weights", type=Path, help="weights file (default: the shipped Anam-Net)")
+    p.add_argument("--model", help="architecture of --weights when no .json lies beside it "
+                   "(a name from `covseg models`)")
     p.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
                    help="inference engine (default: the fastest validated one)")
     p.add_argument("--lungs", choices=["auto", "hu", "model", "intensity"], default="auto",
@@ -187,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("evaluate", _cmd_evaluate, "score a model on held-out data in the paper's layout")
     p.add_argument("--weights", type=Path, help="weights file (default: the shipped model)")
+    p.add_argument("--model", help="architecture of --weights when no .json lies beside it")
     p.add_argument("--config", type=Path, help="experiment file naming the test data")
     p.add_argument("--dataset", choices=["ma20", "medseg100"], help="override the test data set")
     p.add_argument("--folds", type=int, nargs="+", help="ma20 test folds (default: 4)")

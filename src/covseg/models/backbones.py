@@ -46,37 +46,46 @@ class VGGEncoder(nn.Module):
         return feats
 
 
-class BasicBlock(nn.Module):
+class _Residual(nn.Module):
+    """`body(x) + skip(x)`, then ReLU; the skip projects when stride or width change."""
+
     expansion = 1
 
-    def __init__(self, in_ch: int, width: int, stride: int = 1, dilation: int = 1):
-        super().__init__()
-        out = width * self.expansion
-        self.body = nn.Sequential(conv_bn(in_ch, width, 3, stride, dilation=dilation),
-                                  conv_bn(width, out, 3, dilation=dilation, act=None))
-        self.skip = (conv_bn(in_ch, out, 1, stride, act=None)
-                     if stride != 1 or in_ch != out else nn.Identity())
+    def _skip(self, in_ch: int, out: int, stride: int) -> nn.Module:
+        return conv_bn(in_ch, out, 1, stride, act=None) if stride != 1 or in_ch != out else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.body(x) + self.skip(x))
 
 
-class Bottleneck(BasicBlock):
+class BasicBlock(_Residual):
+    """Two 3x3 convs (ResNet-18/34)."""
+
+    def __init__(self, in_ch: int, width: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(in_ch, width, 3, stride, dilation=dilation),
+                                  conv_bn(width, width, 3, dilation=dilation, act=None))
+        self.skip = self._skip(in_ch, width, stride)
+
+
+class Bottleneck(_Residual):
+    """1x1 squeeze, 3x3, 1x1 expand by 4 (ResNet-50/101)."""
+
     expansion = 4
 
     def __init__(self, in_ch: int, width: int, stride: int = 1, dilation: int = 1):
-        nn.Module.__init__(self)
+        super().__init__()
         out = width * self.expansion
-        self.body = nn.Sequential(conv_bn(in_ch, width, 1), conv_bn(width, width, 3, stride, dilation=dilation),
+        self.body = nn.Sequential(conv_bn(in_ch, width, 1),
+                                  conv_bn(width, width, 3, stride, dilation=dilation),
                                   conv_bn(width, out, 1, act=None))
-        self.skip = (conv_bn(in_ch, out, 1, stride, act=None)
-                     if stride != 1 or in_ch != out else nn.Identity())
+        self.skip = self._skip(in_ch, out, stride)
 
 
 class ResNetEncoder(nn.Module):
     """ResNet (He et al. 2016). `dilate_last` keeps the last stage at 1/16 (DeepLab's output stride 16)."""
 
-    def __init__(self, in_channels: int = 1, block: type[BasicBlock] = BasicBlock,
+    def __init__(self, in_channels: int = 1, block: type[_Residual] = BasicBlock,
                  layers: tuple[int, ...] = (3, 4, 6, 3), dilate_last: bool = False):
         super().__init__()
         self.stem = conv_bn(in_channels, 64, 7, 2)
