@@ -73,6 +73,34 @@ def _coverage_warnings(lungs: np.ndarray) -> list[str]:
     return warnings
 
 
+def _find_lungs(scan: Scan, small: np.ndarray, zoom: float, method: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Lung sides on the source grid and on the model's grid.
+
+    They are found on the coarser of the two grids: upsampling first would blur gas pockets in
+    the bowel towards lung density, downsampling first saves time on fine matrices.
+    """
+    if zoom > 1:
+        sides = extract_lungs(scan.array, scan.spacing, scan.intensity, method)
+        return sides, resize_planes(sides, small.shape[1:], labels=True)
+    small_spacing = (scan.spacing[0], scan.array.shape[1] * scan.spacing[1] / small.shape[1],
+                     scan.array.shape[2] * scan.spacing[2] / small.shape[2])
+    small_sides = extract_lungs(small, small_spacing, scan.intensity, method)
+    return resize_planes(small_sides, scan.array.shape[1:], labels=True), small_sides
+
+
+def _find_lesions(scan: Scan, small: np.ndarray, small_lungs: np.ndarray,
+                  segmenter: LesionSegmenter, progress: bool) -> np.ndarray:
+    """0/1/2 labels on the model's grid; slices without lungs are not run."""
+    labels = np.zeros(small.shape, dtype=np.uint8)
+    has_lungs = np.nonzero(small_lungs.any(axis=(1, 2)))[0]
+    if has_lungs.size:
+        inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity) for z in has_lungs])
+        labels[has_lungs] = segmenter.predict(inputs, small_lungs[has_lungs] > 0,
+                                              progress=scan.source.name if progress else None)
+    return labels
+
+
 def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bool = False,
             segmenter: LesionSegmenter | None = None, pictures: bool = True,
             key: str | None = None, progress: bool = False,
@@ -92,24 +120,8 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     zoom = scale_factor(max(scan.array.shape[1:]), scan.spacing[2] if scan.spacing_known else None)
     size = model_plane_size(scan.array.shape[1:], zoom)
     small = resize_planes(scan.array, size)
-    # lungs are found on the coarser of the two grids: upsampling first would blur gas pockets
-    # in the bowel towards lung density, downsampling first saves time on fine matrices
-    if zoom > 1:
-        lung_sides = extract_lungs(scan.array, scan.spacing, scan.intensity, lungs)
-        small_lungs = resize_planes(lung_sides, size, labels=True)
-    else:
-        small_spacing = (scan.spacing[0], scan.array.shape[1] * scan.spacing[1] / size[0],
-                         scan.array.shape[2] * scan.spacing[2] / size[1])
-        small_lungs = extract_lungs(small, small_spacing, scan.intensity, lungs)
-        lung_sides = resize_planes(small_lungs, scan.array.shape[1:], labels=True)
-
-    has_lungs = np.nonzero(small_lungs.any(axis=(1, 2)))[0]
-    small_labels = np.zeros(small.shape, dtype=np.uint8)
-    if has_lungs.size:
-        inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity) for z in has_lungs])
-        small_labels[has_lungs] = segmenter.predict(inputs, small_lungs[has_lungs] > 0,
-                                                    progress=scan.source.name if progress else None)
-
+    lung_sides, small_lungs = _find_lungs(scan, small, zoom, lungs)
+    small_labels = _find_lesions(scan, small, small_lungs, segmenter, progress)
     lesion = resize_planes((small_labels == ABNORMAL).astype(np.uint8), scan.array.shape[1:],
                            labels=True)
     labels = np.where(lung_sides > 0, NORMAL, 0).astype(np.uint8)
@@ -147,7 +159,7 @@ def _write(result: SegmentationResult, out: Path, names: dict[str, str], force: 
     files["json"] = out / names["json"]
     result.report["files"] = {k: str(v.name) for k, v in files.items()}
     atomic_write(files["json"], lambda tmp: tmp.write_text(json.dumps(result.report, indent=2)), force)
-    page = render_html(result.report, {k: v for k, v in result.pictures.items()})
+    page = render_html(result.report, result.pictures)
     files["html"] = atomic_write(out / names["html"], lambda tmp: tmp.write_text(page), force)
     result.files = files
 
