@@ -19,7 +19,7 @@ INPUT, OUTPUT = "image", "logits"
 OPSET = 17
 
 
-def _export_fp32(model: torch.nn.Module, path: Path) -> None:
+def export_fp32(model: torch.nn.Module, path: Path) -> None:
     dynamic = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -74,7 +74,7 @@ def export_onnx(output: str | Path, weights: str | Path | None = None, int8: boo
     model, _ = load_model(weights)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        _export_fp32(model, fp32)
+        export_fp32(model, fp32)
         if not int8:
             return atomic_write(output, lambda t: t.write_bytes(fp32.read_bytes()), force)
         int8_path = Path(tmp) / "model.int8.onnx"

@@ -113,13 +113,13 @@ class LesionSegmenter:
                 raise InputError("the int8 backend runs the shipped model only; export your "
                                  "weights with `covseg export --int8` and run them with onnxruntime")
             return DEFAULT_INT8
-        from covseg.export.onnx import _export_fp32
+        from covseg.export.onnx import export_fp32
         cache = Path(tempfile.gettempdir()) / "covseg-onnx"
         cache.mkdir(exist_ok=True)
         path = cache / f"{self.meta.get('sha256') or id(self)}.onnx"
         if not path.is_file():
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            _export_fp32(self.model, tmp)
+            export_fp32(self.model, tmp)
             tmp.replace(path)
         return path
 

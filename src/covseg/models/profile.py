@@ -59,11 +59,11 @@ def onnx_latency_ms(model: torch.nn.Module, size: int = 512, repeats: int = 3) -
     import numpy as np
     import onnxruntime as ort
 
-    from covseg.export.onnx import _export_fp32
+    from covseg.export.onnx import export_fp32
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        _export_fp32(model.eval(), path)
+        export_fp32(model.eval(), path)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = np.zeros((1, 1, size, size), np.float32)
     session.run(None, {"image": x})
