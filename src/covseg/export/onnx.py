@@ -20,6 +20,7 @@ OPSET = 17
 
 
 def export_fp32(model: torch.nn.Module, path: Path) -> None:
+    """fp32 ONNX with batch, height and width dynamic (TorchScript exporter: no onnxscript needed)."""
     dynamic = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
