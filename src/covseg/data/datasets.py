@@ -49,7 +49,5 @@ def _load(data, folds, source, split: str) -> SliceSet:
     if data.dataset == "medseg100":
         from covseg.data.medseg import load_medseg100
         slices = load_medseg100(split, data_root=data.root)
-        if data.max_slices:
-            return slices.subset(np.linspace(0, len(slices) - 1, data.max_slices).astype(int))
-        return slices
+        return slices.spread(data.max_slices) if data.max_slices else slices
     raise InputError(f"unknown dataset '{data.dataset}'; choose one of: {', '.join(DATASETS)}")

@@ -31,6 +31,10 @@ class SliceSet:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def spread(self, count: int) -> "SliceSet":
+        """`count` slices evenly spaced through the set (all of them if it holds fewer)."""
+        return self.subset(np.linspace(0, len(self) - 1, min(count, len(self))).astype(int))
+
     def subset(self, index: np.ndarray | list[int]) -> "SliceSet":
         index = np.asarray(index, dtype=int)
         return SliceSet(self.images[index], self.lungs[index], self.labels[index],

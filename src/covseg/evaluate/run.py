@@ -31,7 +31,7 @@ def evaluate_model(weights: str | Path | None = None, config: str | Path | None 
         data.test_folds = folds
     test = load_test_set(data)
     if limit:
-        test = test.subset(np.linspace(0, len(test) - 1, min(limit, len(test))).astype(int))
+        test = test.spread(limit)
     segmenter = segmenter or LesionSegmenter(weights)
     inputs = np.stack([model_input(im, lu, test.intensity, data.mask_lungs)
                        for im, lu in zip(test.images, test.lungs)])
