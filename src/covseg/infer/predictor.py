@@ -6,6 +6,7 @@ abnormal versus normal inside the lungs.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -27,6 +28,14 @@ ABNORMAL, NORMAL = 1, 2
 MULTIPLE = 16
 
 
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def load_model(weights: str | Path | None = None, model: str | None = None) -> tuple[torch.nn.Module, dict]:
     """Network and metadata from a weights file (default: the shipped Anam-Net).
 
@@ -38,6 +47,7 @@ def load_model(weights: str | Path | None = None, model: str | None = None) -> t
         raise InputError(f"weights file not found: {path}")
     meta_path = path.with_suffix(".json")
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta.setdefault("sha256", sha256(path))  # names the weights in reports and the ONNX cache
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
@@ -116,7 +126,7 @@ class LesionSegmenter:
         from covseg.export.onnx import export_fp32
         cache = Path(tempfile.gettempdir()) / "covseg-onnx"
         cache.mkdir(exist_ok=True)
-        path = cache / f"{self.meta.get('sha256') or id(self)}.onnx"
+        path = cache / f"{self.meta['sha256']}.onnx"
         if not path.is_file():
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             export_fp32(self.model, tmp)

@@ -5,21 +5,13 @@ what they scored and their sha256, so a report can say which model produced it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from covseg.data.datasets import TARGETS
+from covseg.infer.predictor import sha256
 from covseg.io.writers import atomic_write
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def ship(run_dir: str | Path, dest: str | Path, trained_on: str, metrics: dict,
