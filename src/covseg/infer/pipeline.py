@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from covseg import __version__
 from covseg.errors import OutputExistsError
@@ -23,6 +24,7 @@ from covseg.quantify import quantify
 from covseg.report import render_pictures, render_html
 
 ABNORMAL, NORMAL = 1, 2
+LESION_SLAB = 64  # slices prepared and labelled at a time: bounds memory on long scans
 
 
 @dataclass
@@ -62,7 +64,7 @@ def _coverage_warnings(lungs: np.ndarray) -> list[str]:
         return ["no lungs found: is this a chest CT? nothing was measured"]
     warnings = []
     if lungs.shape[0] > 1:
-        per_slice = (lungs > 0).sum(axis=(1, 2))
+        per_slice = np.count_nonzero(lungs, axis=(1, 2))
         peak = per_slice.max()
         if per_slice[0] > 0.2 * peak:
             warnings.append("lungs are cut at the first (lowest) slice: partial chest coverage, "
@@ -91,13 +93,36 @@ def _find_lungs(scan: Scan, small: np.ndarray, zoom: float, method: str
 
 def _find_lesions(scan: Scan, small: np.ndarray, small_lungs: np.ndarray,
                   segmenter: LesionSegmenter, progress: bool) -> np.ndarray:
-    """0/1/2 labels on the model's grid; slices without lungs are not run."""
+    """0/1/2 labels on the model's grid; slices without lungs are not run.
+
+    The network's inputs are made and run a slab at a time, so they never exist for the whole
+    volume at once.
+    """
     labels = np.zeros(small.shape, dtype=np.uint8)
     has_lungs = np.nonzero(small_lungs.any(axis=(1, 2)))[0]
-    if has_lungs.size:
-        inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity) for z in has_lungs])
-        labels[has_lungs] = segmenter.predict(inputs, small_lungs[has_lungs] > 0,
-                                              progress=scan.source.name if progress else None)
+    bar = tqdm(total=has_lungs.size, desc=scan.source.name, unit="slice", leave=False,
+               disable=not progress, dynamic_ncols=True)
+    for k in range(0, has_lungs.size, LESION_SLAB):
+        zs = has_lungs[k:k + LESION_SLAB]
+        inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity) for z in zs])
+        labels[zs] = segmenter.predict(inputs, small_lungs[zs] > 0)
+        bar.update(zs.size)
+    bar.close()
+    return labels
+
+
+def _full_resolution_labels(small_labels: np.ndarray, lung_sides: np.ndarray) -> np.ndarray:
+    """0/1/2 labels on the source grid: the full-resolution lungs, split by the model's lesions.
+
+    Slab by slab, so the temporaries stay small however long the scan.
+    """
+    labels = np.zeros(lung_sides.shape, dtype=np.uint8)
+    for z in range(0, labels.shape[0], LESION_SLAB):
+        zs = slice(z, z + LESION_SLAB)
+        lesion = resize_planes(small_labels[zs] == ABNORMAL, lung_sides.shape[1:], labels=True)
+        lung = lung_sides[zs] > 0
+        labels[zs][lung] = NORMAL
+        labels[zs][lung & lesion] = ABNORMAL
     return labels
 
 
@@ -122,10 +147,8 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     small = resize_planes(scan.array, size)
     lung_sides, small_lungs = _find_lungs(scan, small, zoom, lungs)
     small_labels = _find_lesions(scan, small, small_lungs, segmenter, progress)
-    lesion = resize_planes((small_labels == ABNORMAL).astype(np.uint8), scan.array.shape[1:],
-                           labels=True)
-    labels = np.where(lung_sides > 0, NORMAL, 0).astype(np.uint8)
-    labels[(lesion > 0) & (lung_sides > 0)] = ABNORMAL
+    del small, small_lungs
+    labels = _full_resolution_labels(small_labels, lung_sides)
 
     voxel_ml = scan.voxel_volume_ml if scan.spacing_known else 1e-3
     report = {

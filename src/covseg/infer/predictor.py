@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from covseg.errors import InputError
 from covseg.models import build_model
@@ -142,11 +141,8 @@ class LesionSegmenter:
             t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
             return self.model(t).float().numpy()
 
-    def predict(self, images: np.ndarray, lungs: np.ndarray, progress: str | None = None) -> np.ndarray:
-        """(N, H, W) model inputs and lung masks -> (N, H, W) uint8 labels 0/1/2.
-
-        `progress`: a label for a progress bar over the slices (None: no bar).
-        """
+    def predict(self, images: np.ndarray, lungs: np.ndarray) -> np.ndarray:
+        """(N, H, W) model inputs and lung masks -> (N, H, W) uint8 labels 0/1/2."""
         images = np.asarray(images, dtype=np.float32)
         lungs = np.asarray(lungs) > 0
         labels = np.zeros(images.shape, dtype=np.uint8)
@@ -154,11 +150,8 @@ class LesionSegmenter:
         jobs = [(i, _padded_box(b, images.shape[1:])) for i, b in jobs if b is not None]
         # group equal box sizes so each batch is one tensor
         jobs.sort(key=lambda j: (j[1][0].stop - j[1][0].start, j[1][1].stop - j[1][1].start))
-        bar = tqdm(total=len(jobs), desc=progress, unit="slice", disable=progress is None,
-                   leave=False, dynamic_ncols=True)
         for k in range(0, len(jobs), self.batch_size):
             group = jobs[k:k + self.batch_size]
-            bar.update(len(group))
             h = _ceil16(max(b[0].stop - b[0].start for _, b in group))
             w = _ceil16(max(b[1].stop - b[1].start for _, b in group))
             batch = np.zeros((len(group), h, w), dtype=np.float32)
@@ -171,5 +164,4 @@ class LesionSegmenter:
                 inside = lungs[i, ys, xs]
                 lab = np.where(crop[ABNORMAL] > crop[NORMAL], ABNORMAL, NORMAL).astype(np.uint8)
                 labels[i, ys, xs] = np.where(inside, lab, 0)
-        bar.close()
         return labels

@@ -5,6 +5,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+SLAB = 32  # slices resampled at a time
+
 
 def resize_planes(volume: np.ndarray, size: tuple[int, int], labels: bool = False) -> np.ndarray:
     """Resize every slice to `size` (h, w): bilinear for images, nearest for label maps."""
@@ -14,10 +16,13 @@ def resize_planes(volume: np.ndarray, size: tuple[int, int], labels: bool = Fals
         rows = _nearest_index(volume.shape[1], size[0])
         cols = _nearest_index(volume.shape[2], size[1])
         return volume[:, rows[:, None], cols[None, :]]
-    t = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[:, None]
+    out = np.empty((volume.shape[0], *size), dtype=np.float32)
     antialias = size[0] < volume.shape[1]
-    out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=antialias)
-    return out[:, 0].numpy()
+    for z in range(0, volume.shape[0], SLAB):  # slab by slab: no float copy of the whole volume
+        t = torch.from_numpy(np.ascontiguousarray(volume[z:z + SLAB], dtype=np.float32))[:, None]
+        out[z:z + SLAB] = F.interpolate(t, size=size, mode="bilinear", align_corners=False,
+                                        antialias=antialias)[:, 0].numpy()
+    return out
 
 
 def _nearest_index(n_in: int, n_out: int) -> np.ndarray:

@@ -34,7 +34,8 @@ def chest_ct_warnings(scan: Scan) -> list[str]:
             warnings.append("values never reach air (about -1000 HU): not a CT in HU (an MR "
                             "volume or a rescaled image?)")
         return warnings
-    lung_fraction = float(np.mean((a >= LUNG_HU[0]) & (a <= LUNG_HU[1])))
+    every_other = a[:, ::2, ::2]  # a quarter of the pixels is plenty for a fraction, 4x less memory
+    lung_fraction = float(np.mean((every_other >= LUNG_HU[0]) & (every_other <= LUNG_HU[1])))
     if lung_fraction < MIN_LUNG_FRACTION:
         warnings.append(f"only {100 * lung_fraction:.2f}% of voxels have lung density "
                         f"({LUNG_HU[0]:.0f}..{LUNG_HU[1]:.0f} HU): the scan may not cover the chest")

@@ -51,7 +51,7 @@ def _validated(scan: Scan) -> Scan:
     a = scan.array
     finite = np.isfinite(a)
     if not finite.all():
-        fill = float(a[finite].min())
+        fill = float(a.min(where=finite, initial=np.inf))
         scan.array = np.where(finite, a, fill).astype(np.float32)
         scan.notes.append(f"{int((~finite).sum())} NaN/infinite voxels replaced by {fill:g}")
     return scan
@@ -78,11 +78,17 @@ def _as_volume(a: np.ndarray, source: Path) -> np.ndarray:
     if min(a.shape[1:]) < 16:
         raise InputError(f"{source}: slices of {a.shape[1]}x{a.shape[2]} pixels are too small "
                          "for a CT slice; give slices of at least 16x16")
-    a = a.astype(np.float32)
-    finite = np.isfinite(a)
-    if not finite.any():
-        raise InputError(f"{source}: every voxel is NaN or infinite; the file holds no image")
-    lo, hi = float(a[finite].min()), float(a[finite].max())
+    if np.issubdtype(a.dtype, np.floating):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        finite = np.isfinite(a)
+        if not finite.any():
+            raise InputError(f"{source}: every voxel is NaN or infinite; the file holds no image")
+        # `where=` instead of a[finite]: no second copy of a large volume
+        lo = float(a.min(where=finite, initial=np.inf))
+        hi = float(a.max(where=finite, initial=-np.inf))
+    else:  # integers are always finite: range first, then one float32 copy
+        lo, hi = float(a.min()), float(a.max())
+        a = np.ascontiguousarray(a, dtype=np.float32)  # (z, y, x) in C order: slices are contiguous
     if lo == hi:
         raise InputError(f"{source}: the image is constant ({lo:g} everywhere); give a real scan")
     return a

@@ -13,30 +13,42 @@ def _percent(part: int, whole: int) -> float:
     return 100.0 * part / whole if whole else 0.0
 
 
+def slice_counts(labels: np.ndarray, lung_sides: np.ndarray) -> np.ndarray:
+    """(z, 3, 3) voxel counts of every (label, lung side) pair, slice by slice.
+
+    One small table instead of full-volume boolean masks: constant memory for any scan length.
+    """
+    counts = np.empty((labels.shape[0], 3, 3), dtype=np.int64)
+    for z in range(labels.shape[0]):
+        pair = labels[z].astype(np.intp) * 3 + lung_sides[z]
+        counts[z] = np.bincount(pair.ravel(), minlength=9)[:9].reshape(3, 3)
+    return counts
+
+
 def quantify(labels: np.ndarray, lung_sides: np.ndarray, voxel_ml: float) -> dict:
     """Numbers for report.json.
 
     `labels`: (z, y, x) 0 background / 1 abnormal / 2 normal lung; `lung_sides`: 0 / 1 right /
     2 left; `voxel_ml`: one voxel's volume in mL (1e-3 x the product of the spacing in mm).
     """
-    lesion = labels == ABNORMAL
-    lung = labels > 0
+    counts = slice_counts(labels, lung_sides)  # [z, label, side]
+    lesion_z = counts[:, ABNORMAL].sum(axis=1)
+    lung_z = counts[:, 1:].sum(axis=(1, 2))
     per_lung = {}
     for name, side in (("right", RIGHT), ("left", LEFT)):
-        in_side = lung & (lung_sides == side)
-        n_lung, n_lesion = int(in_side.sum()), int((lesion & in_side).sum())
+        n_lung, n_lesion = int(counts[:, 1:, side].sum()), int(counts[:, ABNORMAL, side].sum())
         per_lung[name] = {"lung_ml": round(n_lung * voxel_ml, 2),
                           "lesion_ml": round(n_lesion * voxel_ml, 2),
                           "involvement_percent": round(_percent(n_lesion, n_lung), 2)}
-    total = _percent(int(lesion.sum()), int(lung.sum()))
+    n_lesion, n_lung = int(lesion_z.sum()), int(lung_z.sum())
+    total = _percent(n_lesion, n_lung)
     grade = severity_grade(total)
-    per_slice = [round(_percent(int(lesion[z].sum()), int(lung[z].sum())), 2)
-                 for z in range(labels.shape[0])]
     return {
-        "lung_ml": round(float(lung.sum()) * voxel_ml, 2),
-        "lesion_ml": round(float(lesion.sum()) * voxel_ml, 2),
+        "lung_ml": round(n_lung * voxel_ml, 2),
+        "lesion_ml": round(n_lesion * voxel_ml, 2),
         "involvement_percent": round(total, 2),
         "severity": {"grade": grade, "meaning": grade_description(grade)},
         "lungs": per_lung,
-        "per_slice_involvement_percent": per_slice,
+        "per_slice_involvement_percent": [round(_percent(int(a), int(b)), 2)
+                                          for a, b in zip(lesion_z, lung_z)],
     }
