@@ -48,6 +48,7 @@ def _load(data, folds, source, split: str) -> SliceSet:
         return load_ma20(folds=folds, source=source, data_root=data.root, limit=data.max_slices)
     if data.dataset == "medseg100":
         from covseg.data.medseg import load_medseg100
-        slices = load_medseg100(split, data_root=data.root)
+        oracle = data.oracle_test_lungs if split == "test" else True
+        slices = load_medseg100(split, data_root=data.root, truth_in_lungs=oracle)
         return slices.spread(data.max_slices) if data.max_slices else slices
     raise InputError(f"unknown dataset '{data.dataset}'; choose one of: {', '.join(DATASETS)}")

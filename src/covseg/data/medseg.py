@@ -4,6 +4,7 @@ The pictures are stored rotated a quarter turn (anterior on the left); they are 
 the usual axial view, and halved in size to ma20's scale (they are ~300-px crops of 512-px
 slices). No lung masks are provided: lungs come from covseg's picture lung extractor, joined
 with the labelled lesions, so the labels are Anam-Net's 0 / 1 abnormal / 2 normal lung.
+Test slices are masked by the extractor alone unless `oracle_test_lungs` asks for the join.
 """
 from __future__ import annotations
 
@@ -28,8 +29,18 @@ def _load_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarra
     return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
 
-def load_medseg100(split: str = "test", data_root: str | Path | None = None) -> SliceSet:
-    """Slices of one split ('train' or 'test'), padded to a common size with background."""
+def load_medseg100(split: str = "test", data_root: str | Path | None = None,
+                   truth_in_lungs: bool | None = None) -> SliceSet:
+    """Slices of one split ('train' or 'test'), padded to a common size with background.
+
+    The lung mask (what the model's input is multiplied by, and where it may call anything)
+    comes from the picture lung extractor, which misses dense lesions against the pleura.
+    `truth_in_lungs` joins the reference lesions to it: right for training, an oracle for
+    testing; by default only the training split gets it. The labels always count every
+    reference lesion, so a lesion outside the extracted lungs is a miss.
+    """
+    if truth_in_lungs is None:
+        truth_in_lungs = split == "train"
     root = require_dataset("medseg100", data_root) / split
     names = sorted((root / "images").glob("*.jpg"), key=lambda p: int(p.stem))
     pairs = [_load_pair(p, root / "masks" / f"{p.stem}.png") for p in names]
@@ -41,9 +52,9 @@ def load_medseg100(split: str = "test", data_root: str | Path | None = None) -> 
     for i, (image, mask) in enumerate(pairs):
         ih, iw = image.shape
         lesion = mask > 0
-        lung = (extract_lungs_display(image[None].astype(np.float32))[0] > 0) | lesion
+        extracted = extract_lungs_display(image[None].astype(np.float32))[0] > 0
         images[i, :ih, :iw] = image
-        lungs[i, :ih, :iw] = lung
-        labels[i, :ih, :iw] = labels_from_masks(lung, lesion)
+        lungs[i, :ih, :iw] = extracted | lesion if truth_in_lungs else extracted
+        labels[i, :ih, :iw] = labels_from_masks(extracted | lesion, lesion)
     return SliceSet(images, lungs, labels, [f"medseg100/{split}/{p.stem}" for p in names],
                     Intensity.DISPLAY)

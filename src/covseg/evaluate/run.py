@@ -35,7 +35,7 @@ def evaluate_model(weights: str | Path | None = None, config: str | Path | None 
     segmenter = segmenter or LesionSegmenter(weights)
     inputs = np.stack([model_input(im, lu, test.intensity, data.mask_lungs)
                        for im, lu in zip(test.images, test.lungs)])
-    preds = segmenter.predict(inputs, test.lungs)
+    preds = segmenter.predict(inputs, test.lungs if data.mask_lungs else None)
     result = Evaluation(CLASSES)
     for sid, pred, truth in zip(test.ids, preds, test.labels):
         result.add(sid, pred, truth)

@@ -141,10 +141,15 @@ class LesionSegmenter:
             t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
             return self.model(t).float().numpy()
 
-    def predict(self, images: np.ndarray, lungs: np.ndarray) -> np.ndarray:
-        """(N, H, W) model inputs and lung masks -> (N, H, W) uint8 labels 0/1/2."""
+    def predict(self, images: np.ndarray, lungs: np.ndarray | None) -> np.ndarray:
+        """(N, H, W) model inputs and lung masks -> (N, H, W) uint8 labels 0/1/2.
+
+        `lungs` None (models trained without lung masking): whole slices are run and the
+        network also decides what is lung.
+        """
         images = np.asarray(images, dtype=np.float32)
-        lungs = np.asarray(lungs) > 0
+        restrict = lungs is not None
+        lungs = np.asarray(lungs) > 0 if restrict else np.ones(images.shape, dtype=bool)
         labels = np.zeros(images.shape, dtype=np.uint8)
         jobs = [(i, _bbox(lungs[i])) for i in range(len(images))]
         jobs = [(i, _padded_box(b, images.shape[1:])) for i, b in jobs if b is not None]
@@ -162,6 +167,9 @@ class LesionSegmenter:
             for n, (i, (ys, xs)) in enumerate(group):
                 crop = out[n, :, :ys.stop - ys.start, :xs.stop - xs.start]
                 inside = lungs[i, ys, xs]
-                lab = np.where(crop[ABNORMAL] > crop[NORMAL], ABNORMAL, NORMAL).astype(np.uint8)
+                if restrict:
+                    lab = np.where(crop[ABNORMAL] > crop[NORMAL], ABNORMAL, NORMAL).astype(np.uint8)
+                else:
+                    lab = crop.argmax(axis=0).astype(np.uint8)
                 labels[i, ys, xs] = np.where(inside, lab, 0)
         return labels

@@ -19,6 +19,7 @@ class DataConfig:
     mask_lungs: bool = True
     target: str = "lesions"  # lesions: 0/1 abnormal/2 normal lung | lungs: 0/1 lung (lung model)
     max_slices: int | None = None  # evenly spaced subset, for quick runs
+    oracle_test_lungs: bool = False  # medseg100 only: join the reference lesions to the test lungs
     root: str | None = None  # default: $COVSEG_DATA_ROOT or ../shared/data
 
 
