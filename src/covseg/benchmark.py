@@ -69,7 +69,9 @@ def _child(scan: str, out: str, backend: str) -> None:
     result = segment(scan, out, force=True, segmenter=segmenter)
     t2 = time.perf_counter()
     np.save(Path(out) / "labels.npy", result.labels)
-    print(json.dumps({"load_model_s": t1 - t0, "segment_s": t2 - t1,
+    stages = dict(result.report["timings_s"])
+    stages["write_files"] = round(t2 - t1 - sum(stages.values()), 3)
+    print(json.dumps({"load_model_s": t1 - t0, "segment_s": t2 - t1, "stages_s": stages,
                       "max_rss_mib": peak_rss_mib(),
                       "backend": segmenter.backend}))
 
@@ -130,6 +132,7 @@ def benchmark(slices: int = 300, reference_slices: int = 8, backend: str = "auto
         "default_peak_rss_mib": default["max_rss_mib"],
         "dice_default_vs_reference": 1.0 if denom == 0 else 2 * inter / denom,
         "reference_slices_timed": int(len(picks)),
+        "default_stages_s": default["stages_s"],
     }
 
 
@@ -142,6 +145,7 @@ def format_report(r: dict) -> str:
         f"covseg default ({r['default_backend']:<9}) {r['default_ms_per_slice']:.1f} ms/slice -> "
         f"{r['default_volume_s']:.1f} s/volume end to end "
         f"({r['default_wall_s_with_startup']:.1f} s with Python start-up)",
+        "  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["default_stages_s"].items()),
         f"speed-up                   {r['speedup']:.1f}x",
         f"peak memory (default path) {r['default_peak_rss_mib']:.0f} MiB",
         f"Dice default vs reference  {r['dice_default_vs_reference']:.3f} (abnormal, sampled slices)",

@@ -14,14 +14,16 @@ def _percent(part: int, whole: int) -> float:
 
 
 def slice_counts(labels: np.ndarray, lung_sides: np.ndarray) -> np.ndarray:
-    """(z, 3, 3) voxel counts of every (label, lung side) pair, slice by slice.
+    """(z, 3, 3) voxel counts of every (label, lung side) pair inside the lungs, slice by slice.
 
-    One small table instead of full-volume boolean masks: constant memory for any scan length.
+    One small table instead of full-volume boolean masks: constant memory for any scan length,
+    and only lung voxels are counted. Column 0 (outside the lungs) stays zero.
     """
-    counts = np.empty((labels.shape[0], 3, 3), dtype=np.int64)
-    for z in range(labels.shape[0]):
-        pair = labels[z].astype(np.intp) * 3 + lung_sides[z]
-        counts[z] = np.bincount(pair.ravel(), minlength=9)[:9].reshape(3, 3)
+    counts = np.zeros((labels.shape[0], 3, 3), dtype=np.int64)
+    for z in np.flatnonzero(lung_sides.any(axis=(1, 2))):
+        inside = np.flatnonzero(lung_sides[z])
+        pair = labels[z].ravel()[inside] * np.uint8(3) + lung_sides[z].ravel()[inside]
+        counts[z] = np.bincount(pair, minlength=9)[:9].reshape(3, 3)
     return counts
 
 
