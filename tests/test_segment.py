@@ -73,7 +73,8 @@ def test_volume_outputs_share_the_source_geometry(real_ct, tmp_path, segmenter):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["quantification"]["lung_ml"] == q["lung_ml"]
     stages = report["timings_s"]
-    assert list(stages) == ["read", "resample", "lungs", "lesions", "labels_and_numbers", "pictures"]
+    assert list(stages) == ["read", "load_model", "resample", "lungs", "lesions",
+                           "labels_and_numbers", "pictures"]
     assert all(v >= 0 for v in stages.values()) and stages["lesions"] > 0
 
 

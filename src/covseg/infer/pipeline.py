@@ -152,11 +152,12 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     watch = Stopwatch()
     if not isinstance(scan, Scan):
         scan = read_scan(scan, key=key)
+    watch.lap("read")
     names = output_names(mask_suffix(scan))
     if output is not None:
         check_outputs(Path(output), list(names.values()), force)
     segmenter = segmenter or LesionSegmenter()
-    watch.lap("read")
+    watch.lap("load_model")
 
     zoom = scale_factor(max(scan.array.shape[1:]), scan.spacing[2] if scan.spacing_known else None)
     size = model_plane_size(scan.array.shape[1:], zoom)
