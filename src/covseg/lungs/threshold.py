@@ -23,16 +23,15 @@ PURE_AIR_HU = -950.0
 RIGHT, LEFT = 1, 2
 
 
-def _outside_air(low: np.ndarray) -> np.ndarray:
-    """Low-density voxels connected (in 3-D) to the in-plane border: air around the patient."""
-    lab, n = ndi.label(low)
-    if n == 0:
-        return np.zeros_like(low)
-    border = np.zeros_like(low)
-    border[:, [0, -1], :] = True
-    border[:, :, [0, -1]] = True
+def _touching_border(mask: np.ndarray) -> np.ndarray:
+    """The components of a 2-D or 3-D mask that reach the first or last row or column of a plane.
+
+    A lookup table over the labels, so no per-component masks are made.
+    """
+    lab, n = ndi.label(mask)
     touching = np.zeros(n + 1, dtype=bool)
-    touching[lab[border & low]] = True
+    touching[lab[..., [0, -1], :]] = True
+    touching[lab[..., :, [0, -1]]] = True
     touching[0] = False
     return touching[lab]
 
@@ -154,12 +153,7 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
     Same result as ndi.binary_fill_holes, by one labelling instead of dilating to convergence.
     """
-    lab, n = ndi.label(~mask)
-    outside = np.zeros(n + 1, dtype=bool)
-    outside[lab[[0, -1], :]] = True
-    outside[lab[:, [0, -1]]] = True
-    outside[0] = False
-    return mask | ~outside[lab]
+    return mask | ~_touching_border(~mask)
 
 
 def close_and_fill(side: np.ndarray, body: np.ndarray, radius_px: int) -> np.ndarray:
@@ -183,8 +177,7 @@ def extract_lungs_hu(hu: np.ndarray, spacing: tuple[float, float, float],
                      closing_mm: float = 10.0) -> np.ndarray:
     """(z, y, x) HU volume -> (z, y, x) uint8 labels: 0 none, 1 right lung, 2 left lung."""
     low = hu < AIR_HU
-    outside = _outside_air(low)
-    body = ~outside
+    body = ~_touching_border(low)  # air around the patient reaches the edge of the slices
     lungs = _lung_candidates(low & body, hu)
     if not lungs.any():
         return np.zeros(hu.shape, dtype=np.uint8)
