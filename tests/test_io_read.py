@@ -75,3 +75,15 @@ def test_png_slice(tmp_path):
     scan = read_scan(tmp_path / "s.png")
     assert scan.array.shape == (1, 64, 64)
     assert scan.intensity is Intensity.DISPLAY
+
+
+def test_stray_nan_and_inf_are_replaced_and_noted(tmp_path):
+    a = np.full((3, 32, 32), -1000.0, np.float32)
+    a[1, 10:20, 10:20] = 40.0
+    a[0, 0, :3] = np.nan
+    a[2, 5, 5] = np.inf
+    np.save(tmp_path / "a.npy", a)
+    scan = read_scan(tmp_path / "a.npy")
+    assert np.isfinite(scan.array).all()
+    assert (scan.array[0, 0, :3] == -1000.0).all() and scan.array[2, 5, 5] == -1000.0
+    assert any("4 NaN/infinite voxels replaced by -1000" in n for n in scan.notes)

@@ -49,11 +49,12 @@ def read_scan(path: str | Path, key: str | None = None) -> Scan:
 def _validated(scan: Scan) -> Scan:
     """Replace stray NaN/inf voxels (whole-NaN images were refused in `_as_volume`)."""
     a = scan.array
+    if np.isfinite(a.min()) and np.isfinite(a.max()):  # NaN and inf show in the extremes: no mask
+        return scan
     finite = np.isfinite(a)
-    if not finite.all():
-        fill = float(a.min(where=finite, initial=np.inf))
-        scan.array = np.where(finite, a, fill).astype(np.float32)
-        scan.notes.append(f"{int((~finite).sum())} NaN/infinite voxels replaced by {fill:g}")
+    fill = float(a.min(where=finite, initial=np.inf))
+    scan.array = np.where(finite, a, fill).astype(np.float32)
+    scan.notes.append(f"{int((~finite).sum())} NaN/infinite voxels replaced by {fill:g}")
     return scan
 
 
