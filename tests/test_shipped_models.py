@@ -1,6 +1,7 @@
 """The shipped weights still score: a broken model or preprocessing change cannot land."""
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -13,12 +14,17 @@ from covseg.infer.predictor import sha256
 
 
 @pytest.mark.parametrize("backend", ["onnx-int8", "torch"])
-def test_anamnet_scores_on_unseen_fold_4(data_dir, backend):
-    result = evaluate_model(limit=24, segmenter=LesionSegmenter(backend=backend))
+def test_anamnet_scores_on_unseen_fold_4(data_dir, backend, tmp_path):
+    result = evaluate_model(limit=24, segmenter=LesionSegmenter(backend=backend),
+                            csv_path=tmp_path / "slices.csv")
     pooled = result.pooled()
     # full fold 4 (381 slices) scores 0.746 / 0.937 pooled (docs/results.md); floors below that
     assert pooled["abnormal"]["dice"] > 0.65, result.table()
     assert pooled["normal"]["dice"] > 0.90, result.table()
+    with open(tmp_path / "slices.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["slice"] for r in rows] == [r["slice"] for r in result.rows]
+    assert float(rows[0]["abnormal_dice"]) == pytest.approx(result.rows[0]["abnormal_dice"])
 
 
 def test_learned_lung_model_on_unseen_fold_4(data_dir):

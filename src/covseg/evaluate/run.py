@@ -1,8 +1,6 @@
 """`covseg evaluate`: run a model over a test set and score it slice by slice."""
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +9,7 @@ from covseg.data.datasets import load_test_set
 from covseg.evaluate.metrics import Evaluation
 from covseg.infer.predictor import LesionSegmenter
 from covseg.infer.preprocess import model_input
-from covseg.io.writers import atomic_write, check_writable
+from covseg.io.writers import check_writable, write_csv
 from covseg.train.config import DataConfig, load_config
 
 CLASSES = {1: "abnormal", 2: "normal"}
@@ -40,9 +38,5 @@ def evaluate_model(weights: str | Path | None = None, config: str | Path | None 
     for sid, pred, truth in zip(test.ids, preds, test.labels):
         result.add(sid, pred, truth)
     if csv_path is not None:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(result.rows[0]))
-        writer.writeheader()
-        writer.writerows(result.rows)
-        atomic_write(csv_path, lambda tmp: tmp.write_text(buf.getvalue()), force)
+        write_csv(csv_path, result.rows, list(result.rows[0]), force)
     return result

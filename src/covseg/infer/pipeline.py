@@ -15,11 +15,12 @@ import numpy as np
 from tqdm import tqdm
 
 from covseg import __version__
-from covseg.errors import OutputExistsError
+from covseg.errors import CovsegError, InputError, OutputExistsError
 from covseg.infer.predictor import LesionSegmenter
 from covseg.infer.preprocess import model_input, scale_factor
 from covseg.infer.resample import model_plane_size, resize_planes
-from covseg.io import Scan, atomic_write, chest_ct_warnings, mask_suffix, read_scan, write_mask
+from covseg.io import (Scan, atomic_write, check_writable, chest_ct_warnings, mask_suffix, read_scan,
+                       write_csv, write_mask)
 from covseg.lungs import extract_lungs
 from covseg.quantify import quantify
 from covseg.report import render_pictures, render_html
@@ -230,17 +231,10 @@ def segment_many(scans: list[str | Path], output: str | Path, force: bool = Fals
 
     Writes `output/summary.csv` with one row a scan and returns the rows.
     """
-    import csv
-    import io
-
-    from covseg.errors import CovsegError
-    from covseg.io import check_writable
-
     out = Path(output)
     check_writable(out / "summary.csv", force)
     names = [scan_name(Path(s)) for s in scans]
     if len(set(names)) != len(names):
-        from covseg.errors import InputError
         raise InputError("two scans share a name, so their results would collide; rename one")
     segmenter = segmenter or LesionSegmenter()
     rows = []
@@ -257,9 +251,5 @@ def segment_many(scans: list[str | Path], output: str | Path, force: bool = Fals
         except CovsegError as exc:
             row.update(status="failed", message=str(exc))
         rows.append(row)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(out / "summary.csv", lambda tmp: tmp.write_text(buf.getvalue()), force)
+    write_csv(out / "summary.csv", rows, SUMMARY_FIELDS, force)
     return rows

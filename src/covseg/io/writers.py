@@ -7,6 +7,7 @@ name beside its target and renamed into place, so a crash leaves no half-written
 """
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from collections.abc import Callable
@@ -40,6 +41,18 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], force: bool = 
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_csv(path: str | Path, rows: list[dict], fields: list[str] | tuple[str, ...],
+              force: bool = False) -> Path:
+    """A table with a header row, written atomically; keys missing from a row stay empty."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(fields))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return atomic_write(path, write, force)
 
 
 def mask_suffix(scan: Scan) -> str:
