@@ -63,7 +63,8 @@ def load_model(weights: str | Path | None = None, model: str | None = None) -> t
     return net.eval(), meta
 
 
-def _onnx_session(path: Path, threads: int | None):
+def onnx_session(path: Path, threads: int | None):
+    """The onnxruntime CPU session every ONNX path uses (inference and Table IV's ORT column)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -114,7 +115,7 @@ class LesionSegmenter:
             self.model = self.model.to(memory_format=torch.channels_last)
             self._session = None
         else:
-            self._session = _onnx_session(self._onnx_path(weights, backend), threads)
+            self._session = onnx_session(self._onnx_path(weights, backend), threads)
 
     def _onnx_path(self, weights: str | Path | None, backend: str) -> Path:
         if backend == "onnx-int8":

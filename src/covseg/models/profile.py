@@ -7,6 +7,7 @@ eager PyTorch (the reference) and exported to onnxruntime (the fast path).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -37,42 +38,41 @@ def gmacs(model: torch.nn.Module, size: int = 512) -> float:
     return counter.get_total_flops() / 2e9
 
 
-def latency_ms(model: torch.nn.Module, size: int = 512, repeats: int = 3) -> float:
-    """Median wall time of a batch-1 fp32 forward pass, after one warm-up run."""
-    model.eval()
-    x = torch.zeros(1, 1, size, size)
+def _median_ms(run: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `run()` in ms, after one warm-up call."""
+    run()
     times = []
-    with torch.inference_mode():
-        model(x)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
     return 1000 * sorted(times)[len(times) // 2]
 
 
+def latency_ms(model: torch.nn.Module, size: int = 512, repeats: int = 3) -> float:
+    """Median wall time of a batch-1 fp32 forward pass in eager PyTorch."""
+    model.eval()
+    x = torch.zeros(1, 1, size, size)
+    with torch.inference_mode():
+        return _median_ms(lambda: model(x), repeats)
+
+
 def onnx_latency_ms(model: torch.nn.Module, size: int = 512, repeats: int = 3) -> float:
-    """The fast path: the same network exported to ONNX and run by onnxruntime (fp32)."""
+    """The fast path: the same network exported to ONNX, in the predictor's onnxruntime session."""
     import tempfile
     from pathlib import Path
 
     import numpy as np
-    import onnxruntime as ort
 
     from covseg.export.onnx import export_fp32
+    from covseg.infer.predictor import onnx_session
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_fp32(model.eval(), path)
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnx_session(path, threads=None)
     x = np.zeros((1, 1, size, size), np.float32)
-    session.run(None, {"image": x})
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        session.run(None, {"image": x})
-        times.append(time.perf_counter() - t0)
-    return 1000 * sorted(times)[len(times) // 2]
+    return _median_ms(lambda: session.run(None, {"image": x}), repeats)
 
 
 def profile(name: str, size: int = 512, latency: bool = True) -> dict:
