@@ -63,15 +63,14 @@ def _child(scan: str, out: str, backend: str) -> None:
     from covseg.infer import LesionSegmenter
     from covseg.infer.pipeline import segment
 
+    segmenter = LesionSegmenter(backend=backend)  # loaded before the clock starts
     t0 = time.perf_counter()
-    segmenter = LesionSegmenter(backend=backend)
-    t1 = time.perf_counter()
     result = segment(scan, out, force=True, segmenter=segmenter)
-    t2 = time.perf_counter()
+    seconds = time.perf_counter() - t0
     np.save(Path(out) / "labels.npy", result.labels)
     stages = dict(result.report["timings_s"])
-    stages["write_files"] = round(t2 - t1 - sum(stages.values()), 3)
-    print(json.dumps({"load_model_s": t1 - t0, "segment_s": t2 - t1, "stages_s": stages,
+    stages["write_files"] = round(seconds - sum(stages.values()), 3)
+    print(json.dumps({"segment_s": seconds, "stages_s": stages,
                       "max_rss_mib": peak_rss_mib(),
                       "backend": segmenter.backend}))
 
