@@ -86,7 +86,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from covseg.evaluate import evaluate_model
-    from covseg.infer import LesionSegmenter
+    from covseg.infer import LesionSegmenter, PostProcess
 
     if args.lungs == "hu":
         from covseg.evaluate.lungs import evaluate_hu_lungs
@@ -98,12 +98,40 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(evaluate_lungs(args.lungs, folds=args.folds, limit=args.limit).table())
         return 0
     segmenter = None
-    if args.weights or args.model:
-        segmenter = LesionSegmenter(args.weights, model=args.model)
+    if args.weights or args.model or args.no_postprocess:
+        segmenter = LesionSegmenter(args.weights, model=args.model,
+                                    postprocess=PostProcess() if args.no_postprocess else None)
     report = evaluate_model(args.weights, args.config, dataset=args.dataset, folds=args.folds,
                             csv_path=args.csv, limit=args.limit, force=args.force,
                             segmenter=segmenter)
     print(report.table())
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from covseg.evaluate.tune import tune_postprocess
+    from covseg.infer import PostProcess
+    from covseg.io import atomic_write, check_writable
+
+    if args.output:
+        check_writable(args.output, args.force)
+    ranked = tune_postprocess(args.configs, args.runs)
+    untuned = next(c for c in ranked if c.postprocess == PostProcess())
+    print(f"{'margin':>8}{'min lesion px':>15}{'per-slice Dice':>16}{'pooled Dice':>13}")
+    for c in [*ranked[:args.top], untuned]:
+        mark = "  (untuned)" if c is untuned else ""
+        print(f"{c.postprocess.margin:>8.2f}{c.postprocess.min_lesion_px:>15}"
+              f"{c.per_slice_dice:>16.4f}{c.pooled_dice:>13.4f}{mark}")
+    if args.output:
+        best = ranked[0]
+        record = {"postprocess": best.postprocess.as_dict(),
+                  "tuned_on": [str(c) for c in args.configs],
+                  "abnormal_dice": {"per_slice": best.per_slice_dice, "pooled": best.pooled_dice},
+                  "untuned_abnormal_dice": {"per_slice": untuned.per_slice_dice,
+                                            "pooled": untuned.pooled_dice}}
+        atomic_write(args.output, lambda tmp: tmp.write_text(json.dumps(record, indent=2)),
+                     args.force)
+        print(f"wrote {args.output}")
     return 0
 
 
@@ -177,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override the config's epochs")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (resumable)")
 
+    p = add("tune", _cmd_tune, "choose the post-processing (decision margin, smallest lesion) "
+            "on held-out folds")
+    p.add_argument("configs", type=Path, nargs="+", help="training configs whose runs "
+                   "(RUNS/NAME/model.pt) score their own test folds, e.g. the 3 rotation configs")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="folder of the runs")
+    p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
+    p.add_argument("-o", "--output", type=Path, help="write the best settings as JSON")
+    p.add_argument("--force", action="store_true", help="replace an existing JSON")
+
     p = add("export", _cmd_export, "write the model as ONNX for onnxruntime (phones, boards)")
     p.add_argument("--format", choices=["onnx"], default="onnx")
     p.add_argument("--int8", action="store_true", help="static int8 quantization (needs ma20 "
@@ -203,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lungs", choices=["model", "intensity", "hu"],
                    help="score a lung extractor instead: model/intensity against ma20's lung "
                         "masks, hu against TotalSegmentator's lobes on real_ct")
+    p.add_argument("--no-postprocess", action="store_true",
+                   help="plain labels, without the model's tuned margin and smallest lesion")
     p.add_argument("--force", action="store_true", help="replace an existing CSV")
     return parser
 

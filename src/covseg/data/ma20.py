@@ -14,8 +14,7 @@ from PIL import Image
 
 from covseg.data.root import require_dataset
 from covseg.infer.preprocess import Intensity
-
-BACKGROUND, ABNORMAL, NORMAL = 0, 1, 2
+from covseg.labels import ABNORMAL, NORMAL
 
 
 @dataclass

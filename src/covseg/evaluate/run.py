@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from covseg.data.datasets import load_test_set
+from covseg.data.ma20 import SliceSet
 from covseg.evaluate.metrics import Evaluation
 from covseg.infer.predictor import LesionSegmenter
 from covseg.infer.preprocess import model_input
@@ -13,6 +14,12 @@ from covseg.io.writers import check_writable, write_csv
 from covseg.train.config import DataConfig, load_config
 
 CLASSES = {1: "abnormal", 2: "normal"}
+
+
+def model_inputs(test: SliceSet, data: DataConfig) -> np.ndarray:
+    """The network's inputs for a test set, prepared exactly as inference prepares scans."""
+    return np.stack([model_input(im, lu, test.intensity, data.mask_lungs)
+                     for im, lu in zip(test.images, test.lungs)])
 
 
 def evaluate_model(weights: str | Path | None = None, config: str | Path | None = None,
@@ -31,9 +38,7 @@ def evaluate_model(weights: str | Path | None = None, config: str | Path | None 
     if limit:
         test = test.spread(limit)
     segmenter = segmenter or LesionSegmenter(weights)
-    inputs = np.stack([model_input(im, lu, test.intensity, data.mask_lungs)
-                       for im, lu in zip(test.images, test.lungs)])
-    preds = segmenter.predict(inputs, test.lungs if data.mask_lungs else None)
+    preds = segmenter.predict(model_inputs(test, data), test.lungs if data.mask_lungs else None)
     result = Evaluation(CLASSES)
     for sid, pred, truth in zip(test.ids, preds, test.labels):
         result.add(sid, pred, truth)

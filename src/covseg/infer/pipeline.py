@@ -21,11 +21,11 @@ from covseg.infer.preprocess import model_input, scale_factor
 from covseg.infer.resample import model_plane_size, resize_planes
 from covseg.io import (Scan, atomic_write, check_writable, chest_ct_warnings, mask_suffix, read_scan,
                        write_csv, write_mask)
+from covseg.labels import ABNORMAL, NORMAL
 from covseg.lungs import extract_lungs
 from covseg.quantify import quantify
-from covseg.report import render_pictures, render_html
+from covseg.report import render_html, render_pictures
 
-ABNORMAL, NORMAL = 1, 2
 LESION_SLAB = 64  # slices prepared and labelled at a time: bounds memory on long scans
 
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from covseg.errors import InputError
+from covseg.infer.postprocess import PostProcess
+from covseg.labels import ABNORMAL, NORMAL
 from covseg.models import build_model
 from covseg.runtime import autocast
 
@@ -23,7 +25,6 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "anamnet_ma20.pt"
 DEFAULT_INT8 = WEIGHTS_DIR / "anamnet_ma20.int8.onnx"
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
-ABNORMAL, NORMAL = 1, 2
 MULTIPLE = 16
 
 
@@ -100,13 +101,17 @@ class LesionSegmenter:
     backend: "torch" (PyTorch, bf16 autocast where the CPU has native bf16), "onnx" (onnxruntime
     fp32, exported from the weights on first use), "onnx-int8" (the shipped statically quantized
     model), or "auto": the shipped int8 model for the shipped weights, else PyTorch.
+    postprocess: how labels are cut from the network's output; default: the values tuned for
+    these weights in their metadata (none for weights without them).
     """
 
     def __init__(self, weights: str | Path | None = None, model: str | None = None,
-                 batch_size: int = 8, backend: str = "auto", threads: int | None = None):
+                 batch_size: int = 8, backend: str = "auto", threads: int | None = None,
+                 postprocess: PostProcess | None = None):
         if backend not in BACKENDS:
             raise InputError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
         self.model, self.meta = load_model(weights, model)
+        self.postprocess = PostProcess.from_meta(self.meta) if postprocess is None else postprocess
         self.batch_size = batch_size
         if backend == "auto":
             backend = "onnx-int8" if weights is None and DEFAULT_INT8.is_file() else "torch"
@@ -142,16 +147,8 @@ class LesionSegmenter:
             t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
             return self.model(t).float().numpy()
 
-    def predict(self, images: np.ndarray, lungs: np.ndarray | None) -> np.ndarray:
-        """(N, H, W) model inputs and lung masks -> (N, H, W) uint8 labels 0/1/2.
-
-        `lungs` None (models trained without lung masking): whole slices are run and the
-        network also decides what is lung.
-        """
-        images = np.asarray(images, dtype=np.float32)
-        restrict = lungs is not None
-        lungs = np.asarray(lungs) > 0 if restrict else np.ones(images.shape, dtype=bool)
-        labels = np.zeros(images.shape, dtype=np.uint8)
+    def _box_logits(self, images: np.ndarray, lungs: np.ndarray):
+        """Yield (slice index, box, logits of the box) for every slice with lungs, batch by batch."""
         jobs = [(i, _bbox(lungs[i])) for i in range(len(images))]
         jobs = [(i, _padded_box(b, images.shape[1:])) for i, b in jobs if b is not None]
         # group equal box sizes so each batch is one tensor
@@ -166,11 +163,33 @@ class LesionSegmenter:
                 batch[n, :crop.shape[0], :crop.shape[1]] = crop
             out = self.logits(batch)
             for n, (i, (ys, xs)) in enumerate(group):
-                crop = out[n, :, :ys.stop - ys.start, :xs.stop - xs.start]
-                inside = lungs[i, ys, xs]
-                if restrict:
-                    lab = np.where(crop[ABNORMAL] > crop[NORMAL], ABNORMAL, NORMAL).astype(np.uint8)
-                else:
-                    lab = crop.argmax(axis=0).astype(np.uint8)
-                labels[i, ys, xs] = np.where(inside, lab, 0)
+                yield i, (ys, xs), out[n, :, :ys.stop - ys.start, :xs.stop - xs.start]
+
+    def margins(self, images: np.ndarray, lungs: np.ndarray) -> np.ndarray:
+        """(N, H, W) abnormal-minus-normal logits inside the lungs (-inf outside).
+
+        The raw evidence the lung-restricted labels are cut from; `covseg tune` searches it.
+        """
+        images = np.asarray(images, dtype=np.float32)
+        lungs = np.asarray(lungs) > 0
+        out = np.full(images.shape, -np.inf, dtype=np.float32)
+        for i, (ys, xs), crop in self._box_logits(images, lungs):
+            out[i, ys, xs] = np.where(lungs[i, ys, xs], crop[ABNORMAL] - crop[NORMAL], -np.inf)
+        return out
+
+    def predict(self, images: np.ndarray, lungs: np.ndarray | None) -> np.ndarray:
+        """(N, H, W) model inputs and lung masks -> (N, H, W) uint8 labels 0/1/2.
+
+        Inside the lungs the label follows the post-processing rule (see `PostProcess`).
+        `lungs` None (models trained without lung masking): whole slices are run and the
+        network also decides what is lung (full argmax, no post-processing).
+        """
+        images = np.asarray(images, dtype=np.float32)
+        if lungs is not None:
+            lungs = np.asarray(lungs) > 0
+            return self.postprocess.labels(self.margins(images, lungs), lungs)
+        labels = np.zeros(images.shape, dtype=np.uint8)
+        everywhere = np.ones(images.shape, dtype=bool)
+        for i, (ys, xs), crop in self._box_logits(images, everywhere):
+            labels[i, ys, xs] = crop.argmax(axis=0)
         return labels

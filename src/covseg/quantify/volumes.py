@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from covseg.labels import ABNORMAL
 from covseg.lungs.threshold import LEFT, RIGHT
 from covseg.quantify.severity import grade_description, severity_grade
-
-ABNORMAL = 1
 
 
 def _percent(part: int, whole: int) -> float:
