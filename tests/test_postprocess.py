@@ -68,3 +68,22 @@ def test_segmenter_applies_the_postprocessing_its_weights_carry(tmp_path):
     assert tuned.postprocess == rule
     np.testing.assert_array_equal(tuned.predict(images, lungs), rule.labels(margins, lungs))
     np.testing.assert_array_equal(plain.predict(images, lungs), PostProcess().labels(margins, lungs))
+
+
+def test_tune_command_ranks_on_held_out_slices_and_keeps_existing_files(data_dir, tmp_path, cli):
+    torch.manual_seed(0)
+    (tmp_path / "runs" / "fold1").mkdir(parents=True)
+    torch.save(build_model("anamnet", num_classes=3).state_dict(), tmp_path / "runs" / "fold1" / "model.pt")
+    cfg = tmp_path / "fold1.yaml"
+    cfg.write_text("name: fold1\nmodel: anamnet\n"
+                   "data: {dataset: ma20, train_folds: [2], test_folds: [1], max_slices: 3}\n")
+    out = tmp_path / "tuned.json"
+    code, text, _ = cli("tune", cfg, "--runs", tmp_path / "runs", "--top", "3", "-o", out)
+    assert code == 0, text
+    assert "(untuned)" in text
+    record = json.loads(out.read_text())
+    assert set(record["postprocess"]) == {"margin", "min_lesion_px"}
+    assert record["abnormal_dice"]["per_slice"] >= record["untuned_abnormal_dice"]["per_slice"]
+    code, _, err = cli("tune", cfg, "--runs", tmp_path / "runs", "-o", out)
+    assert code == 2 and "--force" in err
+    assert json.loads(out.read_text()) == record

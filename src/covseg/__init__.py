@@ -2,7 +2,7 @@
 
 The Python API mirrors the command line: `covseg.read_scan`, `covseg.describe`,
 `covseg.segment`, `covseg.build_model`, `covseg.train`, `covseg.evaluate_model`,
-`covseg.run_demo`.
+`covseg.tune_postprocess`, `covseg.run_demo`.
 Names are imported on first use, so `import covseg` stays quick.
 """
 from __future__ import annotations
@@ -21,10 +21,12 @@ _API = {
     "load_config": "covseg.train",
     "train": "covseg.train",
     "evaluate_model": "covseg.evaluate",
+    "tune_postprocess": "covseg.evaluate.tune",
     "run_demo": "covseg.demo",
     "segment": "covseg.infer.pipeline",
     "make_phantom": "covseg.demo",
     "LesionSegmenter": "covseg.infer",
+    "PostProcess": "covseg.infer",
 }
 
 __all__ = ["__version__", *_API]
