@@ -19,8 +19,8 @@ from covseg.infer.predictor import LesionSegmenter
 from covseg.labels import ABNORMAL
 from covseg.train.config import load_config
 
-MARGINS = tuple(np.round(np.arange(-2.0, 2.01, 0.25), 2))
-MIN_LESION_PX = (0, 10, 25, 50, 100, 200, 400)
+MARGINS = tuple(np.round(np.arange(-4.0, 2.01, 0.25), 2))
+MIN_LESION_PX = (0, 10, 25, 50, 100)
 
 
 @dataclass
