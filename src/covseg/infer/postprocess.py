@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from covseg.errors import InputError
 from covseg.labels import ABNORMAL, NORMAL
 
 # in-plane 8-connectivity, nothing across slices: lesions are judged slice by slice
@@ -26,7 +27,11 @@ class PostProcess:
 
     @classmethod
     def from_meta(cls, meta: dict) -> PostProcess:
-        return cls(**meta.get("postprocess", {}))
+        try:
+            return cls(**meta.get("postprocess", {}))
+        except TypeError:
+            raise InputError(f"the weights' metadata has unknown post-processing settings "
+                             f"{meta['postprocess']}; expected {list(asdict(cls()))}") from None
 
     def as_dict(self) -> dict:
         return asdict(self)

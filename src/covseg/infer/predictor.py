@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +148,8 @@ class LesionSegmenter:
             t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
             return self.model(t).float().numpy()
 
-    def _box_logits(self, images: np.ndarray, lungs: np.ndarray):
+    def _box_logits(self, images: np.ndarray, lungs: np.ndarray
+                    ) -> Iterator[tuple[int, tuple[slice, slice], np.ndarray]]:
         """Yield (slice index, box, logits of the box) for every slice with lungs, batch by batch."""
         jobs = [(i, _bbox(lungs[i])) for i in range(len(images))]
         jobs = [(i, _padded_box(b, images.shape[1:])) for i, b in jobs if b is not None]
