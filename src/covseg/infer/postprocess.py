@@ -45,7 +45,7 @@ class PostProcess:
 
     def labels(self, margins: np.ndarray, lungs: np.ndarray) -> np.ndarray:
         """0 outside the lungs, 1 abnormal, 2 normal lung."""
-        out = np.where(lungs, NORMAL, 0).astype(np.uint8)
+        out = np.where(lungs, np.uint8(NORMAL), np.uint8(0))  # uint8 throughout: no int64 temporary
         out[self.abnormal(margins) & lungs] = ABNORMAL
         return out
 
