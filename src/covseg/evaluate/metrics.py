@@ -31,6 +31,12 @@ def scores(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
     }
 
 
+def dice_from_counts(inter: np.ndarray, pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Dice from overlap and mask sizes, elementwise; 1 where both masks are empty (as `scores`)."""
+    total = pred + true
+    return np.where(total == 0, 1.0, 2 * inter / np.maximum(total, 1))
+
+
 def dice(pred: np.ndarray, truth: np.ndarray, cls: int) -> float:
     return scores(*confusion(pred, truth, cls))["dice"]
 

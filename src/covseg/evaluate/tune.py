@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from covseg.data.datasets import load_test_set
+from covseg.evaluate.metrics import dice_from_counts
 from covseg.evaluate.run import model_inputs
 from covseg.infer.postprocess import IN_PLANE, PostProcess
 from covseg.infer.predictor import LesionSegmenter
@@ -46,11 +47,6 @@ def held_out_evidence(configs: list[str | Path],
     return np.concatenate(margins), np.concatenate(truth)
 
 
-def _dice(inter: np.ndarray, pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    total = pred + true
-    return np.where(total == 0, 1.0, 2 * inter / np.maximum(total, 1))
-
-
 def grid_search(margins: np.ndarray, truth: np.ndarray) -> list[Candidate]:
     """Abnormal Dice (mean per slice, pooled) for every margin x smallest-lesion pair.
 
@@ -71,8 +67,8 @@ def grid_search(margins: np.ndarray, truth: np.ndarray) -> list[Candidate]:
             keep[0] = False
             pred_px = np.bincount(where[keep], weights=size[keep], minlength=n)
             inter = np.bincount(where[keep], weights=overlap[keep], minlength=n)
-            per_slice = float(_dice(inter, pred_px, true_px).mean())
-            pooled = float(_dice(inter.sum(), pred_px.sum(), true_px.sum()))
+            per_slice = float(dice_from_counts(inter, pred_px, true_px).mean())
+            pooled = float(dice_from_counts(inter.sum(), pred_px.sum(), true_px.sum()))
             out.append(Candidate(PostProcess(float(margin), min_px), per_slice, pooled))
     return out
 
