@@ -41,7 +41,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from covseg.infer import LesionSegmenter
     from covseg.infer.pipeline import segment, segment_many
 
-    segmenter = LesionSegmenter(args.weights, model=args.model, backend=args.backend)
+    segmenter = LesionSegmenter(args.weights, model=args.model, backend=args.backend,
+                                mirror=args.mirror)
     if len(args.scans) > 1:
         rows = segment_many(args.scans, args.output, force=args.force, segmenter=segmenter,
                             lungs=args.lungs)
@@ -97,11 +98,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from covseg.evaluate.lungs import evaluate_lungs
         print(evaluate_lungs(args.lungs, folds=args.folds, limit=args.limit).table())
         return 0
-    segmenter = None
-    if args.weights or args.model or args.no_postprocess:
-        segmenter = LesionSegmenter(args.weights, model=args.model,
-                                    postprocess=PostProcess() if args.no_postprocess else None)
-    report = evaluate_model(args.weights, args.config, dataset=args.dataset, folds=args.folds,
+    segmenter = LesionSegmenter(args.weights, model=args.model, mirror=args.mirror,
+                                postprocess=PostProcess() if args.no_postprocess else None)
+    report = evaluate_model(config=args.config, dataset=args.dataset, folds=args.folds,
                             csv_path=args.csv, limit=args.limit, force=args.force,
                             segmenter=segmenter)
     print(report.table())
@@ -156,6 +155,16 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_network_options(p: argparse.ArgumentParser) -> None:
+    """The lesion network's options, shared by segment and evaluate."""
+    p.add_argument("--weights", type=Path, nargs="+", help="weights file (default: the shipped "
+                   "Anam-Net); several are averaged as one ensemble")
+    p.add_argument("--model", help="architecture of --weights when no .json lies beside it "
+                   "(a name from `covseg models`)")
+    p.add_argument("--mirror", action="store_true", help="also run left-right mirrored slices "
+                   "and average (test-time augmentation; twice the network time)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="covseg", description="Find and measure COVID-19 lung damage in chest CT.")
@@ -184,9 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "scans go to OUTPUT/<name>/ with a summary.csv")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace earlier results in the folder")
-    p.add_argument("--weights", type=Path, help="weights file (default: the shipped Anam-Net)")
-    p.add_argument("--model", help="architecture of --weights when no .json lies beside it "
-                   "(a name from `covseg models`)")
+    add_network_options(p)
     p.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
                    help="inference engine (default: the fastest validated one)")
     p.add_argument("--lungs", choices=["auto", "hu", "model", "intensity"], default="auto",
@@ -230,8 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the figures as JSON")
 
     p = add("evaluate", _cmd_evaluate, "score a model on held-out data in the paper's layout")
-    p.add_argument("--weights", type=Path, help="weights file (default: the shipped model)")
-    p.add_argument("--model", help="architecture of --weights when no .json lies beside it")
+    add_network_options(p)
     p.add_argument("--config", type=Path, help="experiment file naming the test data")
     p.add_argument("--dataset", choices=["ma20", "medseg100"], help="override the test data set")
     p.add_argument("--folds", type=int, nargs="+", help="ma20 test folds (default: 4)")

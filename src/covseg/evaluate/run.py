@@ -22,11 +22,13 @@ def model_inputs(test: SliceSet, data: DataConfig) -> np.ndarray:
                      for im, lu in zip(test.images, test.lungs)])
 
 
-def evaluate_model(weights: str | Path | None = None, config: str | Path | None = None,
-                   dataset: str | None = None, folds: list[int] | None = None,
-                   csv_path: str | Path | None = None, limit: int | None = None,
-                   force: bool = False, segmenter: LesionSegmenter | None = None) -> Evaluation:
-    """Score `weights` (default: the shipped model) on the config's test data (default: ma20 F4)."""
+def evaluate_model(weights: str | Path | list[str | Path] | None = None,
+                   config: str | Path | None = None, dataset: str | None = None,
+                   folds: list[int] | None = None, csv_path: str | Path | None = None,
+                   limit: int | None = None, force: bool = False,
+                   segmenter: LesionSegmenter | None = None) -> Evaluation:
+    """Score `weights` (default: the shipped model; several: their ensemble) on the config's test
+    data (default: ma20 F4)."""
     if csv_path is not None:
         check_writable(csv_path, force)
     data = load_config(config).data if config else DataConfig()

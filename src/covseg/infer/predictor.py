@@ -96,24 +96,19 @@ def _padded_box(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice
     return tuple(out)
 
 
-class LesionSegmenter:
-    """Runs a segmentation network over lung-masked slices, batch by batch.
+class Network:
+    """One set of weights on one inference engine: (N, 1, H, W) inputs -> (N, C, H, W) logits.
 
     backend: "torch" (PyTorch, bf16 autocast where the CPU has native bf16), "onnx" (onnxruntime
     fp32, exported from the weights on first use), "onnx-int8" (the shipped statically quantized
     model), or "auto": the shipped int8 model for the shipped weights, else PyTorch.
-    postprocess: how labels are cut from the network's output; default: the values tuned for
-    these weights in their metadata (none for weights without them).
     """
 
     def __init__(self, weights: str | Path | None = None, model: str | None = None,
-                 batch_size: int = 8, backend: str = "auto", threads: int | None = None,
-                 postprocess: PostProcess | None = None):
+                 backend: str = "auto", threads: int | None = None):
         if backend not in BACKENDS:
             raise InputError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
         self.model, self.meta = load_model(weights, model)
-        self.postprocess = PostProcess.from_meta(self.meta) if postprocess is None else postprocess
-        self.batch_size = batch_size
         if backend == "auto":
             backend = "onnx-int8" if weights is None and DEFAULT_INT8.is_file() else "torch"
         self.backend = backend
@@ -139,14 +134,64 @@ class LesionSegmenter:
             tmp.replace(path)
         return path
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        """(N, H, W) float32 inputs with H, W multiples of 16 -> (N, C, H, W) logits."""
-        x = np.ascontiguousarray(batch[:, None], dtype=np.float32)
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         if self._session is not None:
             return self._session.run(None, {"image": x})[0]
         with torch.inference_mode(), autocast():
             t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
             return self.model(t).float().numpy()
+
+
+def ensemble_meta(metas: list[dict]) -> dict:
+    """Metadata of several networks averaged as one: names, training data and one combined hash."""
+    joined = hashlib.sha256("".join(m["sha256"] for m in metas).encode()).hexdigest()
+    return {"name": "ensemble of " + ", ".join(m.get("name", "custom") for m in metas),
+            "sha256": joined, "members": [{"name": m.get("name", "custom"), "sha256": m["sha256"],
+                                           "trained_on": m.get("trained_on")} for m in metas],
+            "trained_on": [m.get("trained_on") for m in metas]}
+
+
+class LesionSegmenter:
+    """Runs a segmentation network, or several averaged, over lung-masked slices, batch by batch.
+
+    weights: one weights file (default: the shipped Anam-Net) or several, whose logits are
+    averaged (an ensemble, e.g. the models of a cross-validation); backend: see `Network`.
+    mirror: also run the left-right mirrored slices and average (test-time augmentation with the
+    flips the models trained with; twice the time).
+    postprocess: how labels are cut from the network's output; default: the values tuned for
+    these weights in their metadata (none for weights without them, or for ensembles whose
+    members disagree).
+    """
+
+    def __init__(self, weights: str | Path | list[str | Path] | None = None,
+                 model: str | None = None, batch_size: int = 8, backend: str = "auto",
+                 threads: int | None = None, postprocess: PostProcess | None = None,
+                 mirror: bool = False):
+        paths = list(weights) if isinstance(weights, (list, tuple)) else [weights]
+        if not paths:
+            raise InputError("no weights given")
+        self.networks = [Network(path, model, backend, threads) for path in paths]
+        metas = [net.meta for net in self.networks]
+        self.meta = metas[0] if len(metas) == 1 else ensemble_meta(metas)
+        if postprocess is None:
+            rules = {PostProcess.from_meta(m) for m in metas}
+            postprocess = rules.pop() if len(rules) == 1 else PostProcess()
+        self.postprocess = postprocess
+        self.backend = self.networks[0].backend
+        self.mirror = mirror
+        self.batch_size = batch_size
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, H, W) float32 inputs with H, W multiples of 16 -> (N, C, H, W) mean logits."""
+        views = [np.ascontiguousarray(batch[:, None], dtype=np.float32)]
+        if self.mirror:
+            views.append(np.ascontiguousarray(views[0][..., ::-1]))
+        total = None
+        for net in self.networks:
+            for k, x in enumerate(views):
+                out = net(x) if k == 0 else net(x)[..., ::-1]
+                total = out if total is None else total + out
+        return total / (len(self.networks) * len(views))
 
     def _box_logits(self, images: np.ndarray, lungs: np.ndarray
                     ) -> Iterator[tuple[int, tuple[slice, slice], np.ndarray]]:
