@@ -72,6 +72,8 @@ def test_volume_outputs_share_the_source_geometry(real_ct, tmp_path, segmenter):
     assert any("partial chest coverage" in w for w in result.report["warnings"])
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["quantification"]["lung_ml"] == q["lung_ml"]
+    assert report["model"]["weights_sha256"] == segmenter.meta["sha256"]
+    assert report["model"]["mirror"] is False
     stages = report["timings_s"]
     assert list(stages) == ["read", "load_model", "resample", "lungs", "lesions",
                            "labels_and_numbers", "pictures"]
