@@ -1,16 +1,24 @@
-"""LesionSegmenter.predict: lung-box crops and the whole-slice mode give the network's own calls."""
+"""LesionSegmenter.predict: lung-box crops and the whole-slice mode give the network's own calls.
+
+Exact comparisons pin the fp32 path (`precision="fp32"`), so they hold on every CPU; the bf16
+path is forced in its own test (bf16 runs everywhere, emulated where the CPU lacks it) and held
+to a bf16 tolerance.
+"""
 import numpy as np
+import pytest
 import torch
 
 from covseg.infer.predictor import LesionSegmenter
 from covseg.models import build_model
+from covseg.runtime import has_fast_bf16, resolve_precision
 
 
-def _segmenter(tmp_path):
+def _segmenter(tmp_path, precision="fp32"):
     torch.manual_seed(0)
     net = build_model("anamnet", num_classes=3).eval()
     torch.save(net.state_dict(), tmp_path / "w.pt")
-    return LesionSegmenter(tmp_path / "w.pt", model="anamnet", backend="torch"), net
+    return LesionSegmenter(tmp_path / "w.pt", model="anamnet", backend="torch",
+                           precision=precision), net
 
 
 def _images():
@@ -58,7 +66,8 @@ def test_an_ensemble_averages_its_members_and_names_them(tmp_path):
     torch.manual_seed(1)
     other = build_model("anamnet", num_classes=3).eval()
     torch.save(other.state_dict(), tmp_path / "v.pt")
-    both = LesionSegmenter([tmp_path / "w.pt", tmp_path / "v.pt"], model="anamnet", backend="torch")
+    both = LesionSegmenter([tmp_path / "w.pt", tmp_path / "v.pt"], model="anamnet", backend="torch",
+                           precision="fp32")
     batch = _images()
     x = torch.from_numpy(batch)[:, None]
     with torch.inference_mode():
@@ -67,6 +76,26 @@ def test_an_ensemble_averages_its_members_and_names_them(tmp_path):
     members = [m["sha256"] for m in both.meta["members"]]
     assert members[0] == one.meta["sha256"] and len(set(members)) == 2
     assert both.meta["sha256"] not in members  # the ensemble is named by its own hash
+
+
+def test_bf16_path_stays_within_bf16_rounding_of_fp32(tmp_path):
+    fp32, net = _segmenter(tmp_path, "fp32")
+    bf16, _ = _segmenter(tmp_path, "bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    batch = _images()
+    exact, rounded = fp32.logits(batch), bf16.logits(batch)
+    assert not np.array_equal(exact, rounded)  # the bf16 path really ran
+    scale = float(np.abs(exact).max())
+    assert np.abs(exact - rounded).max() < 0.05 * scale  # bf16 keeps 8 bits of mantissa
+
+
+@pytest.mark.parametrize("no_bf16", ["", "1"])
+def test_auto_precision_follows_the_cpu_and_can_be_turned_off(tmp_path, monkeypatch, no_bf16):
+    monkeypatch.setenv("COVSEG_NO_BF16", no_bf16)
+    seg, _ = _segmenter(tmp_path, "auto")
+    assert seg.precision == ("bf16" if has_fast_bf16() else "fp32") == resolve_precision("auto")
+    if no_bf16:
+        assert seg.precision == "fp32"
 
 
 def test_evaluate_takes_several_weights_as_one_ensemble(tmp_path, cli, data_dir):

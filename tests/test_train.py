@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from covseg.errors import InputError, OutputExistsError
+from covseg.runtime import has_fast_bf16
 from covseg.train import load_config, train
 from covseg.train.config import config_from_dict
 
 TINY = {"name": "tiny", "model": "anamnet", "loss": "dice_ce", "lr": 0.003, "schedule": "constant",
         "epochs": 6, "steps_per_epoch": 5, "batch_size": 2, "crop": 64, "flips": False,
-        "intensity_jitter": False, "threads": 2,
+        "intensity_jitter": False, "threads": 2, "precision": "fp32",
         "data": {"dataset": "ma20", "train_folds": [1], "max_slices": 4}}
 
 
@@ -28,8 +29,9 @@ def test_loss_falls_on_real_slices(data_dir, tmp_path):
     assert (tmp_path / "run" / "model.pt").is_file()
 
 
-def test_resume_continues_where_it_stopped(data_dir, tmp_path):
-    cfg = dict(TINY, epochs=2)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_continues_where_it_stopped(data_dir, tmp_path, precision):
+    cfg = dict(TINY, epochs=2, precision=precision)
     train(config_from_dict(cfg), tmp_path / "full", progress=False)
     train(config_from_dict(cfg), tmp_path / "cut", progress=False, max_steps=5)
     assert not (tmp_path / "cut" / "model.pt").exists()
@@ -41,6 +43,15 @@ def test_resume_continues_where_it_stopped(data_dir, tmp_path):
     for key in full:
         assert torch.allclose(full[key].float(), cut[key].float(), atol=1e-5), key
     assert [r["step"] for r in _log(tmp_path / "cut")] == [5, 10]
+    assert {r["precision"] for r in _log(tmp_path / "cut")} == {precision}
+
+
+def test_auto_precision_is_timed_and_recorded(data_dir, tmp_path):
+    train(config_from_dict(dict(TINY, epochs=1, precision="auto")), tmp_path / "run", progress=False)
+    first = _log(tmp_path / "run")[0]
+    timed = first["precision_timing_s"]
+    assert first["precision"] == min(timed, key=timed.get)
+    assert set(timed) == ({"fp32", "bf16"} if has_fast_bf16() else {"fp32"})
 
 
 def test_config_files_parse_and_reject_typos(tmp_path):
@@ -50,4 +61,7 @@ def test_config_files_parse_and_reject_typos(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nlearning_rate: 0.1\n")
     with pytest.raises(InputError, match="unknown setting.*learning_rate"):
+        load_config(bad)
+    bad.write_text("name: x\nprecision: fp16\n")
+    with pytest.raises(InputError, match="precision"):
         load_config(bad)

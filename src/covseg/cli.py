@@ -9,6 +9,7 @@ from pathlib import Path
 
 from covseg import __version__
 from covseg.errors import CovsegError
+from covseg.runtime import PRECISIONS
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -42,7 +43,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from covseg.infer.pipeline import segment, segment_many
 
     segmenter = LesionSegmenter(args.weights, model=args.model, backend=args.backend,
-                                mirror=args.mirror)
+                                mirror=args.mirror, precision=args.precision)
     if len(args.scans) > 1:
         rows = segment_many(args.scans, args.output, force=args.force, segmenter=segmenter,
                             lungs=args.lungs)
@@ -99,7 +100,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(evaluate_lungs(args.lungs, folds=args.folds, limit=args.limit).table())
         return 0
     segmenter = LesionSegmenter(args.weights, model=args.model, mirror=args.mirror,
-                                postprocess=PostProcess() if args.no_postprocess else None)
+                                precision=args.precision, postprocess=PostProcess() if args.no_postprocess else None)
     report = evaluate_model(config=args.config, dataset=args.dataset, folds=args.folds,
                             csv_path=args.csv, limit=args.limit, force=args.force,
                             segmenter=segmenter)
@@ -163,6 +164,8 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
                    "(a name from `covseg models`)")
     p.add_argument("--mirror", action="store_true", help="also run left-right mirrored slices "
                    "and average (test-time augmentation; twice the network time)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="PyTorch backend's "
+                   "arithmetic (default: bf16 where the CPU has native bf16, else fp32)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -180,7 +180,8 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
         "quantification": quantify(labels, lung_sides, voxel_ml),
         "model": {"name": segmenter.meta.get("name", "custom"), "weights_sha256":
                   segmenter.meta.get("sha256"), "trained_on": segmenter.meta.get("trained_on"),
-                  "mirror": segmenter.mirror},
+                  "mirror": segmenter.mirror, "backend": segmenter.backend,
+                  "precision": segmenter.precision},
         "preprocessing": {"model_plane_px": list(size), "zoom": round(zoom, 4),
                           "lungs": lungs if lungs != "auto" else ("hu" if scan.is_hu else "model"),
                           "contract": "covseg.infer.preprocess.model_input"},

@@ -20,7 +20,7 @@ from covseg.errors import InputError
 from covseg.infer.postprocess import PostProcess
 from covseg.labels import ABNORMAL, NORMAL
 from covseg.models import build_model
-from covseg.runtime import autocast
+from covseg.runtime import autocast, resolve_precision
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "anamnet_ma20.pt"
@@ -99,19 +99,23 @@ def _padded_box(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice
 class Network:
     """One set of weights on one inference engine: (N, 1, H, W) inputs -> (N, C, H, W) logits.
 
-    backend: "torch" (PyTorch, bf16 autocast where the CPU has native bf16), "onnx" (onnxruntime
-    fp32, exported from the weights on first use), "onnx-int8" (the shipped statically quantized
-    model), or "auto": the shipped int8 model for the shipped weights, else PyTorch.
+    backend: "torch" (PyTorch), "onnx" (onnxruntime fp32, exported from the weights on first use),
+    "onnx-int8" (the shipped statically quantized model), or "auto": the shipped int8 model for
+    the shipped weights, else PyTorch.
+    precision (torch only): "fp32", "bf16" (autocast), or "auto": bf16 where the CPU has native
+    bf16. `backend` and `precision` hold what was chosen, for the report.
     """
 
     def __init__(self, weights: str | Path | None = None, model: str | None = None,
-                 backend: str = "auto", threads: int | None = None):
+                 backend: str = "auto", threads: int | None = None, precision: str = "auto"):
         if backend not in BACKENDS:
             raise InputError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
         self.model, self.meta = load_model(weights, model)
         if backend == "auto":
             backend = "onnx-int8" if weights is None and DEFAULT_INT8.is_file() else "torch"
         self.backend = backend
+        self.precision = resolve_precision(precision) if backend == "torch" else \
+            ("int8" if backend == "onnx-int8" else "fp32")
         if backend == "torch":
             self.model = self.model.to(memory_format=torch.channels_last)
             self._session = None
@@ -137,7 +141,7 @@ class Network:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self._session is not None:
             return self._session.run(None, {"image": x})[0]
-        with torch.inference_mode(), autocast():
+        with torch.inference_mode(), autocast(self.precision):
             t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
             return self.model(t).float().numpy()
 
@@ -157,7 +161,7 @@ class LesionSegmenter:
     weights: one weights file (default: the shipped Anam-Net) or several, whose logits are
     averaged (an ensemble, e.g. the models of a cross-validation); backend: see `Network`.
     mirror: also run the left-right mirrored slices and average (test-time augmentation with the
-    flips the models trained with; twice the time).
+    flips the models trained with; twice the time). precision: see `Network`.
     postprocess: how labels are cut from the network's output; default: the values tuned for
     these weights in their metadata (none for weights without them, or for ensembles whose
     members disagree).
@@ -166,11 +170,11 @@ class LesionSegmenter:
     def __init__(self, weights: str | Path | list[str | Path] | None = None,
                  model: str | None = None, batch_size: int = 8, backend: str = "auto",
                  threads: int | None = None, postprocess: PostProcess | None = None,
-                 mirror: bool = False):
+                 mirror: bool = False, precision: str = "auto"):
         paths = list(weights) if isinstance(weights, (list, tuple)) else [weights]
         if not paths:
             raise InputError("no weights given")
-        self.networks = [Network(path, model, backend, threads) for path in paths]
+        self.networks = [Network(path, model, backend, threads, precision) for path in paths]
         metas = [net.meta for net in self.networks]
         self.meta = metas[0] if len(metas) == 1 else ensemble_meta(metas)
         if postprocess is None:
@@ -178,6 +182,7 @@ class LesionSegmenter:
             postprocess = rules.pop() if len(rules) == 1 else PostProcess()
         self.postprocess = postprocess
         self.backend = self.networks[0].backend
+        self.precision = self.networks[0].precision
         self.mirror = mirror
         self.batch_size = batch_size
 

@@ -31,7 +31,7 @@ class TrainConfig:
     init: str | None = None  # weights to start from (fine-tuning); default: random
     data: DataConfig = field(default_factory=DataConfig)
     loss: str = "dice_ce"  # ce_weighted (the paper's) | ce | dice | dice_ce
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # adam (the paper's) | adamw
     lr: float = 5e-4
     weight_decay: float = 0.0
     schedule: str = "step"  # step (x gamma every step_epochs, the paper's) | onecycle | constant
@@ -46,6 +46,13 @@ class TrainConfig:
     intensity_jitter: bool = True
     seed: int = 0
     threads: int | None = None
+    precision: str = "auto"  # fp32 | bf16 | auto: the faster of the two on this CPU, timed at the start
+
+    def __post_init__(self) -> None:
+        choices = {"optimizer": ("adam", "adamw"), "precision": ("auto", "fp32", "bf16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name}: '{getattr(self, name)}' is not one of {', '.join(allowed)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

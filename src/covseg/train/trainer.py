@@ -5,6 +5,7 @@ at random, so a run's cost is fixed up front and a resumed run continues the sam
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -15,10 +16,10 @@ from tqdm import tqdm
 
 from covseg.data.augment import Augment
 from covseg.data.datasets import load_training_set, num_classes, training_arrays
-from covseg.errors import OutputExistsError
+from covseg.errors import InputError, OutputExistsError
 from covseg.evaluate.metrics import dice
 from covseg.models import build_model
-from covseg.runtime import autocast, has_fast_bf16, set_threads
+from covseg.runtime import autocast, fastest_precision, resolve_precision, set_threads
 from covseg.train.config import TrainConfig
 from covseg.train.losses import build_loss
 
@@ -35,6 +36,34 @@ def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: in
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
                                                    pct_start=0.15)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer '{cfg.optimizer}'; choose one of: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _precision(cfg: TrainConfig, model: torch.nn.Module, loss_fn, x: torch.Tensor,
+               y: torch.Tensor) -> tuple[str, dict[str, float]]:
+    """The precision this run trains in: as configured, or the faster one timed on a copy.
+
+    The copy keeps the timing steps (which move BatchNorm statistics) out of the real model.
+    """
+    if cfg.precision != "auto":
+        return resolve_precision(cfg.precision), {}
+    probe = copy.deepcopy(model)
+
+    def step(precision: str) -> None:
+        with autocast(precision):
+            out = probe(x)
+        loss_fn(out.float(), y).backward()
+        probe.zero_grad(set_to_none=True)
+
+    return fastest_precision(step)
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bool = False,
@@ -62,12 +91,20 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
     if cfg.init:
         model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True))
     model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = _optimizer(cfg, model)
     sched = _scheduler(cfg, opt, steps_per_epoch)
     loss_fn = build_loss(cfg.loss, labels, n_classes)
     augment = Augment(crop=cfg.crop, flips=cfg.flips)
     if not cfg.intensity_jitter:
         augment.gamma, augment.contrast, augment.brightness, augment.noise = (1, 1), (1, 1), 0.0, 0.0
+
+    def batch_at(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's batch: drawn from (seed, step) alone, so a resumed run sees the same data."""
+        rng = np.random.default_rng([cfg.seed, step])
+        pairs = [augment(images[i], labels[i], rng) for i in rng.integers(0, len(images), cfg.batch_size)]
+        x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None]).contiguous(
+            memory_format=torch.channels_last)
+        return x, torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
 
     step, elapsed = 0, 0.0
     if resume and ckpt_path.exists():
@@ -76,19 +113,21 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, elapsed = state["step"], state["elapsed_s"]
-    elif force:
-        (out / LOG).unlink(missing_ok=True)
+        precision, timed = state.get("precision", "fp32"), {}  # a resumed run keeps its arithmetic
+    else:
+        if force:
+            (out / LOG).unlink(missing_ok=True)
+        precision, timed = _precision(cfg, model, loss_fn, *batch_at(0))
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
     def save() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "step": step, "elapsed_s": elapsed,
-                    "config": cfg.to_dict()}, tmp)
+                    "precision": precision, "config": cfg.to_dict()}, tmp)
         tmp.replace(ckpt_path)
 
     model.train()
-    use_bf16 = has_fast_bf16()
     record: dict = {}
     stop = min(total_steps, max_steps) if max_steps else total_steps
     bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step",
@@ -97,13 +136,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
     t0 = time.perf_counter() - elapsed
     try:
         while step < stop:
-            rng = np.random.default_rng([cfg.seed, step])
-            batch = rng.integers(0, len(images), cfg.batch_size)
-            pairs = [augment(images[i], labels[i], rng) for i in batch]
-            x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None]).contiguous(
-                memory_format=torch.channels_last)
-            y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
-            with autocast(use_bf16):
+            x, y = batch_at(step)
+            with autocast(precision):
                 logits = model(x)
             loss = loss_fn(logits.float(), y)
             opt.zero_grad(set_to_none=True)
@@ -119,7 +153,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
                 elapsed = time.perf_counter() - t0
                 record = {"step": step, "epoch": step / steps_per_epoch, "loss": float(np.mean(losses)),
                           "train_dice_abnormal": float(np.mean(dices)),
-                          "lr": opt.param_groups[0]["lr"], "elapsed_s": round(elapsed, 1)}
+                          "lr": opt.param_groups[0]["lr"], "elapsed_s": round(elapsed, 1),
+                          "precision": precision}
+                if timed:  # the first record says why this precision was chosen
+                    record["precision_timing_s"] = {k: round(v, 4) for k, v in timed.items()}
+                    timed = {}
                 with open(out / LOG, "a") as fh:
                     fh.write(json.dumps(record) + "\n")
                 losses, dices = [], []
