@@ -1,47 +1,99 @@
-"""Training-time augmentation: the paper's flips, lung-centred crops and intensity jitter.
+"""Training-time augmentation: what users' inputs vary in, applied before the lung masking.
 
-The crops are what makes CPU training affordable (a 128x128 crop costs a quarter of a full
-256x256 slice); the intensity jitter covers the gap between ma20's look and other scanners'.
+Order, per sample: (1) intensity as a user's source would give it (a re-windowed, gamma-changed
+picture that covseg's preprocessing enhances a second time, as every PNG a user gives is);
+(2) geometry: zoom, small rotations, quarter turns, flips (MONAI's `Affine`, image bilinear, labels
+nearest); (3) a lung-centred crop (what makes CPU training affordable); (4) the lung masking of
+the paper, so the masked border follows the transformed lungs; (5) gamma/contrast/noise jitter.
+All randomness comes from the step's numpy generator, so a resumed run draws the same samples.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from covseg.infer.preprocess import Intensity, enhance
 
 
 @dataclass
 class Augment:
     crop: int | None = 128
     flips: bool = True
+    zoom: tuple[float, float] | None = None  # content zoom range, drawn log-uniformly
+    rotate_deg: float = 0.0  # small rotations, uniform in +-rotate_deg
+    quarter_turns: bool = False
+    reenhance: float = 0.0  # probability of the user-picture intensity path
+    mask_lungs: bool = True  # multiply the image by the (transformed) lungs, as the paper does
+    jitter: bool = True
     gamma: tuple[float, float] = (0.7, 1.5)
     contrast: tuple[float, float] = (0.8, 1.25)
     brightness: float = 0.08
     noise: float = 0.02
 
-    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        """Augment one (H, W) float image in [0, 1] and its label map together."""
+    def __call__(self, image: np.ndarray, lungs: np.ndarray, label: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One (H, W) enhanced image in [0, 1] with its lungs and labels -> (input, labels)."""
+        if self.reenhance and rng.random() < self.reenhance:
+            image = as_user_picture(image, rng)
+        image, lungs, label = self.geometry(image, lungs, label, rng)
         if self.crop:
-            image, label = lung_crop(image, label, self.crop, rng)
+            image, lungs, label = lung_crop((image, lungs, label), label, self.crop, rng)
+        if self.mask_lungs:
+            image = image * lungs
+        inside = (label > 0) | (image > 0)  # lung-masked inputs keep their zero background
+        if self.jitter and inside.any():
+            image = jitter_intensity(image, inside, self, rng)
+        return (np.ascontiguousarray(image, dtype=np.float32),
+                np.ascontiguousarray(label, dtype=np.uint8))
+
+    def geometry(self, image: np.ndarray, lungs: np.ndarray, label: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        turns = int(rng.integers(4)) if self.quarter_turns else 0
+        if turns:
+            image, lungs, label = (np.rot90(a, turns) for a in (image, lungs, label))
         if self.flips:
             if rng.random() < 0.5:
-                image, label = image[:, ::-1], label[:, ::-1]
+                image, lungs, label = image[:, ::-1], lungs[:, ::-1], label[:, ::-1]
             if rng.random() < 0.5:
-                image, label = image[::-1], label[::-1]
-        inside = (label > 0) | (image > 0)  # lung-masked inputs keep their zero background
-        if inside.any():
-            image = jitter_intensity(image, inside, self, rng)
-        return np.ascontiguousarray(image), np.ascontiguousarray(label)
+                image, lungs, label = image[::-1], lungs[::-1], label[::-1]
+        zoom = math.exp(rng.uniform(*np.log(self.zoom))) if self.zoom else 1.0
+        angle = math.radians(rng.uniform(-self.rotate_deg, self.rotate_deg)) if self.rotate_deg else 0.0
+        if zoom != 1.0 or angle:
+            image, lungs, label = _affine(image, lungs, label, zoom, angle)
+        return image, lungs, label
 
 
-def lung_crop(image: np.ndarray, label: np.ndarray, size: int, rng: np.random.Generator
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """A size x size window whose centre lies inside the lungs' bounding box (padded if needed)."""
+def _affine(image: np.ndarray, lungs: np.ndarray, label: np.ndarray, zoom: float, angle: float
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zoom the content by `zoom` and rotate by `angle` about the centre; the frame size stays."""
+    from monai.transforms import Affine
+
+    def warp(a: np.ndarray, mode: str) -> np.ndarray:
+        t = Affine(rotate_params=angle, scale_params=(1 / zoom, 1 / zoom), padding_mode="zeros",
+                   mode=mode, image_only=True)  # MONAI scales the sampling grid: 1/zoom
+        return np.asarray(t(np.ascontiguousarray(a, dtype=np.float32)[None]))[0]
+
+    return (warp(image, "bilinear"), warp(lungs, "nearest") > 0.5,
+            np.rint(warp(label, "nearest")).astype(np.uint8))
+
+
+def as_user_picture(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The slice as a user's 8-bit picture of it would reach the model: another window and gamma,
+    then covseg's own min-max + CLAHE a second time."""
+    lo, hi = np.quantile(image, [rng.uniform(0.0, 0.05), rng.uniform(0.95, 1.0)])
+    windowed = np.clip((image - lo) / max(hi - lo, 1e-6), 0.0, 1.0) ** rng.uniform(0.6, 1.6)
+    return enhance(windowed * 255.0, Intensity.DISPLAY)
+
+
+def lung_crop(arrays: tuple[np.ndarray, ...], label: np.ndarray, size: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """A size x size window of every array whose centre lies inside the labels' bounding box."""
     h, w = label.shape
-    if h < size or w < size:
-        ph, pw = max(0, size - h), max(0, size - w)
-        image = np.pad(image, ((0, ph), (0, pw)))
+    ph, pw = max(0, size - h), max(0, size - w)
+    if ph or pw:
+        arrays = tuple(np.pad(a, ((0, ph), (0, pw))) for a in arrays)
         label = np.pad(label, ((0, ph), (0, pw)))
         h, w = label.shape
     ys, xs = np.nonzero(label)
@@ -52,7 +104,7 @@ def lung_crop(image: np.ndarray, label: np.ndarray, size: int, rng: np.random.Ge
         cy, cx = h // 2, w // 2
     y0 = int(np.clip(cy - size // 2, 0, h - size))
     x0 = int(np.clip(cx - size // 2, 0, w - size))
-    return image[y0:y0 + size, x0:x0 + size], label[y0:y0 + size, x0:x0 + size]
+    return tuple(a[y0:y0 + size, x0:x0 + size] for a in arrays)
 
 
 def jitter_intensity(image: np.ndarray, inside: np.ndarray, aug: Augment,

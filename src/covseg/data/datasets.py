@@ -16,21 +16,22 @@ def num_classes(data) -> int:
     return TARGETS[data.target]
 
 
-def training_arrays(data, slices: SliceSet, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Model inputs and labels for a target: lesion maps on lung-masked slices, or lung masks
-    on whole slices; zoomed in-plane by `scale`."""
-    from covseg.infer.preprocess import model_input
+def training_arrays(data, slices: SliceSet, scale: float = 1.0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Enhanced whole slices, lung masks and targets (lesion maps, or lung masks for the lung
+    model), zoomed in-plane by `scale`. The lung masking is left to the augmentation, so it
+    follows the lungs through every transform."""
+    from covseg.infer.preprocess import enhance
     from covseg.infer.resample import model_plane_size, resize_planes
 
-    lungs_target = data.target == "lungs"
-    images = np.stack([model_input(im, lu, slices.intensity, data.mask_lungs and not lungs_target)
-                       for im, lu in zip(slices.images, slices.lungs)])
-    labels = slices.lungs.astype(np.uint8) if lungs_target else slices.labels
+    images = np.stack([enhance(im, slices.intensity) for im in slices.images])
+    lungs = slices.lungs.astype(np.uint8)
+    labels = lungs if data.target == "lungs" else slices.labels
     if scale != 1.0:
         size = model_plane_size(images.shape[1:], scale)
         images = resize_planes(images, size)
-        labels = resize_planes(labels, size, labels=True)
-    return images, labels
+        lungs, labels = (resize_planes(a, size, labels=True) for a in (lungs, labels))
+    return images, lungs, labels
 
 
 def load_training_set(data) -> SliceSet:

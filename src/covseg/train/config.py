@@ -43,7 +43,12 @@ class TrainConfig:
     scale: float = 1.0  # in-plane zoom of the training slices before cropping
     crop: int | None = 128  # lung-centred training crop; None trains on whole slices
     flips: bool = True
+    zoom: list[float] | None = None  # content zoom range [lo, hi] (log-uniform); None: off
+    rotate_deg: float = 0.0  # small rotations, +-degrees
+    quarter_turns: bool = False  # random quarter turns (pictures come turned)
+    reenhance: float = 0.0  # share of samples given the user-picture intensity (enhanced again)
     intensity_jitter: bool = True
+    ema: float | None = None  # decay of an exponential moving average of the weights, shipped
     seed: int = 0
     threads: int | None = None
     precision: str = "auto"  # fp32 | bf16 | auto: the faster of the two on this CPU, timed at the start

@@ -47,6 +47,16 @@ def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimize
     return OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def _ema(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of the weights (and BatchNorm statistics): what is shipped
+    when `ema` is set, since averaged weights generalise better on small data sets."""
+    if cfg.ema is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+
+
 def _precision(cfg: TrainConfig, model: torch.nn.Module, loss_fn, x: torch.Tensor,
                y: torch.Tensor) -> tuple[str, dict[str, float]]:
     """The precision this run trains in: as configured, or the faster one timed on a copy.
@@ -82,7 +92,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
     torch.manual_seed(cfg.seed)
 
     data = load_training_set(cfg.data)
-    images, labels = training_arrays(cfg.data, data, cfg.scale)
+    images, lungs, labels = training_arrays(cfg.data, data, cfg.scale)
     n_classes = num_classes(cfg.data)
     steps_per_epoch = cfg.steps_per_epoch or max(1, len(data) // cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
@@ -92,16 +102,19 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
         model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True))
     model = model.to(memory_format=torch.channels_last)
     opt = _optimizer(cfg, model)
+    ema = _ema(cfg, model)
     sched = _scheduler(cfg, opt, steps_per_epoch)
     loss_fn = build_loss(cfg.loss, labels, n_classes)
-    augment = Augment(crop=cfg.crop, flips=cfg.flips)
-    if not cfg.intensity_jitter:
-        augment.gamma, augment.contrast, augment.brightness, augment.noise = (1, 1), (1, 1), 0.0, 0.0
+    augment = Augment(crop=cfg.crop, flips=cfg.flips, zoom=tuple(cfg.zoom) if cfg.zoom else None,
+                      rotate_deg=cfg.rotate_deg, quarter_turns=cfg.quarter_turns,
+                      reenhance=cfg.reenhance, jitter=cfg.intensity_jitter,
+                      mask_lungs=cfg.data.mask_lungs and cfg.data.target != "lungs")
 
     def batch_at(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The step's batch: drawn from (seed, step) alone, so a resumed run sees the same data."""
         rng = np.random.default_rng([cfg.seed, step])
-        pairs = [augment(images[i], labels[i], rng) for i in rng.integers(0, len(images), cfg.batch_size)]
+        pairs = [augment(images[i], lungs[i], labels[i], rng)
+                 for i in rng.integers(0, len(images), cfg.batch_size)]
         x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None]).contiguous(
             memory_format=torch.channels_last)
         return x, torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
@@ -113,6 +126,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, elapsed = state["step"], state["elapsed_s"]
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         precision, timed = state.get("precision", "fp32"), {}  # a resumed run keeps its arithmetic
     else:
         if force:
@@ -124,7 +139,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "step": step, "elapsed_s": elapsed,
-                    "precision": precision, "config": cfg.to_dict()}, tmp)
+                    "precision": precision, "config": cfg.to_dict(),
+                    "ema": ema.state_dict() if ema is not None else None}, tmp)
         tmp.replace(ckpt_path)
 
     model.train()
@@ -144,6 +160,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             losses.append(float(loss.detach()))
             dices.append(dice(logits.argmax(1).numpy(), y.numpy(), 1))
@@ -169,5 +187,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
     finally:
         bar.close()
     if step >= total_steps:
-        torch.save(model.state_dict(), out / WEIGHTS)
+        final = ema.module if ema is not None else model
+        torch.save(final.state_dict(), out / WEIGHTS)
     return record
