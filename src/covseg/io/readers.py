@@ -13,6 +13,8 @@ import numpy as np
 
 from covseg.errors import InputError
 from covseg.infer.preprocess import Intensity
+from covseg.io.limits import check_spacing, quiet_native_stderr, regular_file_size
+from covseg.io.prechecks import check_nifti
 from covseg.io.scan import Geometry, Scan
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -26,6 +28,8 @@ def read_scan(path: str | Path, key: str | None = None) -> Scan:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
     name = path.name.lower()
+    if not path.is_dir():
+        regular_file_size(path)  # /dev/zero, a FIFO or an empty file: refuse before any reader
     if path.is_dir():
         scan = _read_dicom_series(path)
     elif name.endswith(NIFTI_SUFFIXES):
@@ -47,7 +51,10 @@ def read_scan(path: str | Path, key: str | None = None) -> Scan:
 # --- checks shared by every format -------------------------------------------------------------
 
 def _validated(scan: Scan) -> Scan:
-    """Replace stray NaN/inf voxels (whole-NaN images were refused in `_as_volume`)."""
+    """Refuse a bad spacing (never assume 1 mm); replace stray NaN/inf voxels (whole-NaN images
+    were refused in `_as_volume`)."""
+    if scan.spacing_known:
+        check_spacing(scan.spacing, scan.source)
     a = scan.array
     if np.isfinite(a.min()) and np.isfinite(a.max()):  # NaN and inf show in the extremes: no mask
         return scan
@@ -98,23 +105,21 @@ def _as_volume(a: np.ndarray, source: Path) -> np.ndarray:
 # --- NIfTI ---------------------------------------------------------------------------------------
 
 def _read_nifti(path: Path) -> Scan:
+    """Header, sizes and (for .nii.gz) the whole gzip stream are checked before nibabel reads."""
     import nibabel as nib
     from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform, apply_orientation
+    from nibabel.spatialimages import HeaderDataError
 
+    layout = check_nifti(path)
     try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-    except (nib.filebasedimages.ImageFileError, EOFError, zlib.error, gzip.BadGzipFile, OSError,
+        with quiet_native_stderr():
+            img = nib.load(str(path))
+            data = np.asanyarray(img.dataobj)
+    except (nib.filebasedimages.ImageFileError, HeaderDataError, EOFError, zlib.error, OSError,
             ValueError) as exc:
         raise InputError(f"{path}: not a readable NIfTI file ({_reason(exc)}); check that the file "
                          "is complete and really NIfTI") from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim not in (2, 3):
-        raise InputError(f"{path}: NIfTI holds {data.ndim}-D data of shape {data.shape}; "
-                         "give one 3-D CT volume")
-    if data.ndim == 2:
-        data = data[..., None]
+    data = data.reshape(layout.shape if len(layout.shape) == 3 else layout.shape + (1,))
     src = io_orientation(img.affine)
     dst = axcodes2ornt(LPS)
     lps = apply_orientation(data, ornt_transform(src, dst))
