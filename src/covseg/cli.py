@@ -46,7 +46,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                                 mirror=args.mirror, precision=args.precision)
     if len(args.scans) > 1:
         rows = segment_many(args.scans, args.output, force=args.force, segmenter=segmenter,
-                            lungs=args.lungs)
+                            lungs=args.lungs, override_qa=args.override_qa)
         for row in rows:
             if row["status"] == "ok":
                 print(f"{row['scan']}: {row['grade']}, {row['involvement_percent']:.1f} % involved")
@@ -56,7 +56,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         print(f"{len(rows) - failed} of {len(rows)} scans done; summary: {args.output / 'summary.csv'}")
         return 1 if failed else 0
     result = segment(args.scans[0], args.output, force=args.force, segmenter=segmenter,
-                     key=args.key, progress=True, lungs=args.lungs)
+                     key=args.key, progress=True, lungs=args.lungs, override_qa=args.override_qa)
     q = result.quantification
     print(f"lungs {q['lung_ml']:.1f} mL, lesions {q['lesion_ml']:.1f} mL, involvement "
           f"{q['involvement_percent']:.1f} % (right {q['lungs']['right']['involvement_percent']:.1f} %, "
@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lungs", choices=["auto", "hu", "model", "intensity"], default="auto",
                    help="lung extractor (default: HU thresholds for CT, the lung model for pictures)")
     p.add_argument("--key", help="array name inside a .mat file")
+    p.add_argument("--override-qa", action="store_true", help="measure an input the QA refuses "
+                   "(not CT, not HU, localiser, non-axial, tilted or gapped series): for experts; "
+                   "the report then says so at the top, in red")
 
     p = add("models", _cmd_models, "list the model zoo with parameters, size, GMACs and latency")
     p.add_argument("names", nargs="*", help="only these models")

@@ -19,6 +19,7 @@ from covseg.errors import CovsegError, InputError, OutputExistsError
 from covseg.infer.predictor import LesionSegmenter
 from covseg.infer.preprocess import model_input, scale_factor
 from covseg.infer.resample import model_plane_size, resize_planes
+from covseg.io.qa import check_input
 from covseg.io import (Scan, atomic_write, check_writable, chest_ct_warnings, mask_suffix, read_scan,
                        write_csv, write_mask)
 from covseg.labels import ABNORMAL, NORMAL
@@ -74,20 +75,32 @@ def check_outputs(out: Path, names: list[str], force: bool) -> None:
                                 "folder or pass --force to replace them")
 
 
-def _coverage_warnings(lungs: np.ndarray) -> list[str]:
-    if not lungs.any():
-        return ["no lungs found: is this a chest CT? nothing was measured"]
-    warnings = []
-    if lungs.shape[0] > 1:
-        per_slice = np.count_nonzero(lungs, axis=(1, 2))
-        peak = per_slice.max()
-        if per_slice[0] > 0.2 * peak:
-            warnings.append("lungs are cut at the first (lowest) slice: partial chest coverage, "
-                            "volumes are underestimated")
-        if per_slice[-1] > 0.2 * peak:
-            warnings.append("lungs are cut at the last (highest) slice: partial chest coverage, "
-                            "volumes are underestimated")
-    return warnings
+def _no_lungs_error(scan: Scan) -> InputError:
+    how = ("no air-filled region large enough to be lung (a lung's axial section exceeds 10 cm^2; "
+           "gas in the bowel or stomach is not lung)") if scan.is_hu else \
+        "the lung model found no lung in the picture"
+    return InputError(f"{scan.source}: no lungs in this scan: {how}; give a chest CT that covers "
+                      "the lungs")
+
+
+def lung_coverage(lungs: np.ndarray) -> dict:
+    """Which part of the lungs the scan holds: cut at the lowest and/or highest slice?"""
+    if lungs.shape[0] == 1:
+        return {"covered": "one slice", "cut_below": True, "cut_above": True}
+    per_slice = np.count_nonzero(lungs, axis=(1, 2))
+    peak = per_slice.max()
+    below, above = bool(per_slice[0] > 0.2 * peak), bool(per_slice[-1] > 0.2 * peak)
+    covered = {(False, False): "whole lungs", (True, False): "upper part (the bases are cut off)",
+               (False, True): "lower part (the apices are cut off)",
+               (True, True): "middle part (bases and apices cut off)"}[(below, above)]
+    return {"covered": covered, "cut_below": below, "cut_above": above}
+
+
+def _coverage_warnings(coverage: dict) -> list[str]:
+    if coverage["covered"] in ("whole lungs", "one slice"):
+        return []
+    return [f"partial chest coverage: the scan holds the {coverage['covered']}; volumes and "
+            "involvement describe that part only"]
 
 
 def _find_lungs(scan: Scan, small: np.ndarray, zoom: float, method: str
@@ -144,15 +157,18 @@ def _full_resolution_labels(small_labels: np.ndarray, lung_sides: np.ndarray) ->
 def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bool = False,
             segmenter: LesionSegmenter | None = None, pictures: bool = True,
             key: str | None = None, progress: bool = False,
-            lungs: str = "auto") -> SegmentationResult:
+            lungs: str = "auto", override_qa: bool = False) -> SegmentationResult:
     """Segment a scan (path or `Scan`); with `output`, write masks, report and pictures there.
 
     `lungs`: the lung method (covseg.lungs.METHODS); "auto" uses HU thresholds for CT in HU and
-    the learned lung model for pictures.
+    the learned lung model for pictures. The input QA refuses what covseg cannot measure (not
+    CT, not HU, localisers, non-axial, tilted or gapped series) unless `override_qa`; a scan
+    without lungs is always refused.
     """
     watch = Stopwatch()
     if not isinstance(scan, Scan):
         scan = read_scan(scan, key=key)
+    qa = check_input(scan, override_qa)
     watch.lap("read")
     names = output_names(mask_suffix(scan))
     if output is not None:
@@ -165,6 +181,9 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     small = resize_planes(scan.array, size)
     watch.lap("resample")
     lung_sides, small_lungs = _find_lungs(scan, small, zoom, lungs)
+    if not lung_sides.any():
+        raise _no_lungs_error(scan)
+    coverage = lung_coverage(lung_sides)
     watch.lap("lungs")
     small_labels = _find_lesions(scan, small, small_lungs, segmenter, progress)
     watch.lap("lesions")
@@ -185,7 +204,9 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
         "preprocessing": {"model_plane_px": list(size), "zoom": round(zoom, 4),
                           "lungs": lungs if lungs != "auto" else ("hu" if scan.is_hu else "model"),
                           "contract": "covseg.infer.preprocess.model_input"},
-        "warnings": chest_ct_warnings(scan) + _coverage_warnings(lung_sides),
+        "qa": qa.as_dict(),
+        "coverage": coverage,
+        "warnings": qa.warnings() + chest_ct_warnings(scan) + _coverage_warnings(coverage),
         "timings_s": watch.seconds,
     }
     watch.lap("labels_and_numbers")
@@ -228,7 +249,7 @@ def scan_name(path: Path) -> str:
 
 def segment_many(scans: list[str | Path], output: str | Path, force: bool = False,
                  segmenter: LesionSegmenter | None = None, progress: bool = True,
-                 lungs: str = "auto") -> list[dict]:
+                 lungs: str = "auto", override_qa: bool = False) -> list[dict]:
     """Segment several scans into `output/<name>/`; a failed scan is recorded, not fatal.
 
     Writes `output/summary.csv` with one row a scan and returns the rows.
@@ -244,7 +265,7 @@ def segment_many(scans: list[str | Path], output: str | Path, force: bool = Fals
         row = {"scan": str(path), "output": str(out / name)}
         try:
             q = segment(path, out / name, force=force, segmenter=segmenter,
-                        progress=progress, lungs=lungs).quantification
+                        progress=progress, lungs=lungs, override_qa=override_qa).quantification
             row.update(status="ok", grade=q["severity"]["grade"],
                        involvement_percent=q["involvement_percent"],
                        right_percent=q["lungs"]["right"]["involvement_percent"],

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from covseg.io.qa import refusals
 from covseg.io.scan import Scan
 
 LUNG_HU = (-950.0, -600.0)  # aerated lung parenchyma
@@ -21,18 +22,16 @@ def orientation_code(scan: Scan) -> str:
 
 
 def chest_ct_warnings(scan: Scan) -> list[str]:
-    """Plain-language reasons to doubt that the input is a chest CT in Hounsfield units."""
+    """Plain-language doubts about a scan that covseg still measures (the refusals are `qa`'s)."""
     warnings = list(scan.notes)
     a = scan.array
-    if scan.modality and scan.modality != "CT":
-        warnings.append(f"DICOM modality is {scan.modality}, not CT: covseg is made for CT")
     if not scan.is_hu:
         if float(a.min()) >= 0 and float(a.max()) <= 255:
             warnings.append("8-bit picture, not HU: results are approximate; give the NIfTI/DICOM "
                             "scan for volumes in mL")
-        else:
+        elif not scan.is_volume:  # a volume not in HU is refused by the QA, which says why
             warnings.append("values never reach air (about -1000 HU): not a CT in HU (an MR "
-                            "volume or a rescaled image?)")
+                            "image or a rescaled one?)")
         return warnings
     every_other = a[:, ::2, ::2]  # a quarter of the pixels is plenty for a fraction, 4x less memory
     lung_fraction = float(np.mean((every_other >= LUNG_HU[0]) & (every_other <= LUNG_HU[1])))
@@ -56,5 +55,5 @@ def describe(scan: Scan) -> dict:
         "intensity": scan.intensity.value,
         "modality": scan.modality,
         "range": [float(a.min()), float(a.max())],
-        "warnings": chest_ct_warnings(scan),
+        "warnings": [f.message for f in refusals(scan)] + chest_ct_warnings(scan),
     }

@@ -6,7 +6,7 @@ import html
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1000px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
-th{background:#f3f3f3}.grade{font-size:1.6em;font-weight:bold}.warn{color:#a40;}
+th{background:#f3f3f3}.override{color:#fff;background:#c00;padding:.6em;font-weight:bold}.grade{font-size:1.6em;font-weight:bold}.warn{color:#a40;}
 img{max-width:100%;margin:4px 0}.note{color:#666;font-size:.9em}"""
 
 
@@ -24,13 +24,16 @@ def render_html(report: dict, pictures: dict[str, bytes]) -> str:
     rows = "".join(
         f"<tr><th>{side} lung</th><td>{v['lung_ml']:.1f}</td><td>{v['lesion_ml']:.1f}</td>"
         f"<td>{v['involvement_percent']:.1f}</td></tr>" for side, v in q["lungs"].items())
-    warnings = "".join(f'<li class="warn">{html.escape(w)}</li>' for w in report["warnings"])
+    overridden = "".join(f'<p class="override">{html.escape(w)}</p>' for w in report["warnings"]
+                         if w.startswith("QA OVERRIDDEN"))
+    warnings = "".join(f'<li class="warn">{html.escape(w)}</li>' for w in report["warnings"]
+                       if not w.startswith("QA OVERRIDDEN"))
     figures = "".join(f"<h3>{html.escape(TITLES.get(name, name))}</h3>{_img(data, name)}"
                       for name, data in pictures.items())
     unit = "mL" if report["input"]["spacing_known"] else "voxels/1000"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>covseg report</title>
 <style>{STYLE}</style></head><body>
-<h1>COVID-19 lung involvement</h1>
+{overridden}<h1>COVID-19 lung involvement</h1>
 <p>{html.escape(report['input']['source'])} &middot; {html.escape(report['input']['format'])}
 &middot; {' x '.join(map(str, report['input']['shape_zyx']))} voxels</p>
 <p class="grade">{q['severity']['grade']}: {q['involvement_percent']:.1f} % of the lungs
