@@ -9,6 +9,7 @@ disagree. Nothing is parsed by hand beyond the fixed-offset size fields the form
 from __future__ import annotations
 
 import gzip
+import warnings
 import math
 import struct
 import zlib
@@ -195,3 +196,203 @@ def _reason(exc: BaseException) -> str:
     """The first line of an exception's text, short enough for a one-line message."""
     text = str(exc).strip()
     return (text.splitlines()[0] if text else exc.__class__.__name__)[:160]
+
+
+# --- .npy and .mat -----------------------------------------------------------------------------
+
+NPY_READERS = {(1, 0): "read_array_header_1_0", (2, 0): "read_array_header_2_0"}
+MAT_NUMERIC = {"double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+               "uint64"}
+
+
+def check_npy(path: Path) -> None:
+    """Compare the .npy header's shape x itemsize with the bytes on disk before numpy allocates."""
+    fmt = np.lib.format
+    size = regular_file_size(path, 10)
+    try:
+        with open(path, "rb") as fh:
+            version = fmt.read_magic(fh)
+            if version not in NPY_READERS:
+                raise InputError(f"{path}: .npy format version {version[0]}.{version[1]} is not "
+                                 "supported; save the array with numpy.save")
+            shape, _fortran, dtype = getattr(fmt, NPY_READERS[version])(fh)
+            offset = fh.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise InputError(f"{path}: not a readable .npy array ({_reason(exc)}); save it again "
+                         "with numpy.save") from None
+    if dtype.hasobject or dtype.fields is not None:
+        raise InputError(f"{path}: holds {dtype} data, not image intensities; save a numeric array")
+    if 0 not in shape:  # empty arrays are refused with their own message once read
+        check_volume(shape, dtype.itemsize + 8, path)
+    expected = offset + math.prod(shape) * dtype.itemsize
+    if size != expected:
+        raise InputError(f"{path}: the header declares shape {shape} of {dtype} ({expected} bytes "
+                         f"with the header) but the file holds {size}; the file is truncated or "
+                         "damaged, save it again")
+
+
+def mat_image_names(path: Path, key: str | None) -> list[str]:
+    """Names of the .mat variables worth loading (numeric 2-D/3-D), each checked for size.
+
+    scipy's whosmat reads only the variable headers, so a variable declaring a huge shape is
+    refused before loadmat allocates it, and cells, structs and text are never loaded."""
+    import scipy.io
+
+    regular_file_size(path, 128)  # a MATLAB 5 file starts with a 128-byte header
+    try:
+        listing = scipy.io.whosmat(str(path))
+    except Exception as exc:  # noqa: BLE001 - scipy raises many kinds for a damaged file
+        raise InputError(f"{path}: not a readable MATLAB file ({_reason(exc)}); save it with "
+                         "MATLAB's save -v7") from None
+    names = []
+    for name, shape, cls in listing:
+        if key not in (None, name) or cls not in MAT_NUMERIC:
+            continue
+        if len(shape) in (2, 3) and min(shape) > 1:
+            check_volume(shape, 8 + 8, path)
+            names.append(name)
+    return names
+
+
+# --- DICOM -------------------------------------------------------------------------------------
+
+DEFER_BYTES = 256  # pydicom leaves values larger than this unread: PixelData is never loaded here
+DICOM_BITS = (8, 16, 32)
+PIXEL_DATA = 0x7FE00010
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+@dataclass
+class DicomSlice:
+    """What covseg needs from one DICOM file's header, read without its pixel data."""
+
+    path: Path
+    rows: int
+    columns: int
+    frames: int
+    pixel_spacing: tuple[float, float]  # (row, column) mm
+    position: tuple[float, ...] | None
+    orientation: tuple[float, ...] | None
+    thickness: float | None
+    modality: str | None
+    transfer_syntax: str
+    bytes_per_pixel: int
+
+
+def read_dicom_header(path: Path) -> DicomSlice:
+    """Header checks before SimpleITK allocates: sizes, bits and PixelSpacing vs the PixelData."""
+    import pydicom
+
+    size = regular_file_size(path, 8)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(str(path), defer_size=DEFER_BYTES)
+            return _dicom_slice(ds, path, size)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for a damaged header
+        raise InputError(f"{path}: not a readable DICOM file ({_reason(exc)}); export the slice "
+                         "again") from None
+
+
+def _dicom_slice(ds, path: Path, size: int) -> DicomSlice:
+    """Validate the parsed header of one file (values are decoded lazily, hence inside the try)."""
+    from pydicom.uid import ImplicitVRLittleEndian, UID
+
+    if PIXEL_DATA not in ds:
+        raise InputError(f"{path}: the DICOM file holds no pixel data (it is truncated, or a "
+                         "report or DICOMDIR rather than an image); give complete CT image files")
+    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    frames = int(ds.get("NumberOfFrames") or 1)
+    samples, bits = int(ds.get("SamplesPerPixel") or 1), int(ds.get("BitsAllocated") or 0)
+    if min(rows, columns, frames, samples) < 1:
+        raise InputError(f"{path}: the header declares {rows} rows, {columns} columns and {frames} "
+                         "frames; the header is damaged, export the slice again")
+    if bits not in DICOM_BITS:
+        raise InputError(f"{path}: BitsAllocated is {bits}, not 8, 16 or 32 as CT pixels are; the "
+                         "header is damaged, export the slice again")
+    check_volume((frames, rows, columns * samples), bits // 8 + 8 + 8, path)
+    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", ImplicitVRLittleEndian)))
+    _check_pixel_length(ds, path, size, syntax, rows * columns * frames * samples * bits // 8)
+    depth = _positive(ds.get("SliceThickness")) or _positive(ds.get("SpacingBetweenSlices"))
+    return DicomSlice(path, rows, columns, frames, _pixel_spacing(ds, path),
+                      _floats(ds.get("ImagePositionPatient"), 3),
+                      _floats(ds.get("ImageOrientationPatient"), 6), depth, ds.get("Modality"),
+                      syntax.name, bits // 8)
+
+
+def _check_pixel_length(ds, path: Path, size: int, syntax, expected: int) -> None:
+    """Native pixel data must hold exactly Rows x Columns x frames x BitsAllocated/8 bytes."""
+    try:
+        elem = ds.get_item(PIXEL_DATA, keep_deferred=True)
+    except TypeError:  # pydicom 2: no keep_deferred, the raw element is returned as it is
+        elem = ds.get_item(PIXEL_DATA)
+    length = getattr(elem, "length", None)
+    if length is None:
+        length = len(elem.value or b"")
+    start = getattr(elem, "value_tell", None)
+    if length != UNDEFINED_LENGTH and start is not None and start + length > size:
+        raise InputError(f"{path}: the file ends {start + length - size} bytes before its pixel "
+                         "data does (the file is truncated); copy or export it again")
+    if syntax.is_encapsulated:
+        return  # compressed frames: their decoded size is only known once SimpleITK decodes them
+    if length not in (expected, expected + expected % 2):
+        raise InputError(f"{path}: PixelData holds {length} bytes but Rows x Columns x frames x "
+                         f"BitsAllocated ({int(ds.Rows)} x {int(ds.Columns)} x "
+                         f"{int(ds.get('NumberOfFrames') or 1)} x {int(ds.BitsAllocated)} bits) need "
+                         f"{expected}; the file is truncated or its header is damaged, export it again")
+
+
+def _pixel_spacing(ds, path: Path) -> tuple[float, float]:
+    """PixelSpacing, also from an enhanced CT's shared functional groups; never a 1 mm default."""
+    value = ds.get("PixelSpacing")
+    if value is None:
+        try:
+            value = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
+        except (AttributeError, IndexError, KeyError):
+            raise InputError(f"{path}: the DICOM file has no PixelSpacing, so its pixel size is "
+                             "unknown; export the slice with its spacing") from None
+    spacing = _floats(value, 2)
+    if spacing is None:
+        raise InputError(f"{path}: PixelSpacing '{value}' is not two numbers; the header is damaged, "
+                         "export the slice again")
+    check_spacing(spacing, path, "PixelSpacing")
+    return spacing
+
+
+def _floats(value, n: int) -> tuple[float, ...] | None:
+    """n finite numbers from a DICOM multi-value, or None when absent or malformed."""
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return numbers if len(numbers) == n and all(math.isfinite(v) for v in numbers) else None
+
+
+def _positive(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def slice_gap(slices: list[DicomSlice], folder: Path) -> float:
+    """The series' slice spacing from the slice positions; refuses missing or repeated positions."""
+    lacking = [s.path.name for s in slices if s.position is None or s.orientation is None]
+    if lacking:
+        raise InputError(f"{folder}: {lacking[0]} has no valid ImagePositionPatient / "
+                         "ImageOrientationPatient, so the slices cannot be ordered or spaced; "
+                         "export the series again")
+    normal = np.cross(np.array(slices[0].orientation[:3]), np.array(slices[0].orientation[3:]))
+    along = sorted((float(np.dot(normal, s.position)), s.path.name) for s in slices)
+    gaps = [b[0] - a[0] for a, b in zip(along, along[1:])]
+    smallest = min(range(len(gaps)), key=gaps.__getitem__)
+    if gaps[smallest] < 1e-3:
+        raise InputError(f"{folder}: {along[smallest][1]} and {along[smallest + 1][1]} lie at the "
+                         "same position (a duplicated slice or two series mixed); keep one series "
+                         "with one file per position")
+    gap = float(np.mean(gaps))
+    check_spacing([gap], folder, "slice spacing")
+    return gap

@@ -5,16 +5,21 @@ format by hand (nibabel, SimpleITK/GDCM, pydicom, Pillow, scipy and numpy do).
 """
 from __future__ import annotations
 
-import gzip
+import contextlib
+import re
+import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from covseg.errors import InputError
 from covseg.infer.preprocess import Intensity
-from covseg.io.limits import check_spacing, quiet_native_stderr, regular_file_size
-from covseg.io.prechecks import check_nifti
+from covseg.io.limits import (MAX_PICTURE_PIXELS, check_spacing, check_volume, quiet_native_stderr,
+                              regular_file_size)
+from covseg.io.prechecks import (DicomSlice, check_nifti, check_npy, mat_image_names,
+                                 read_dicom_header, slice_gap)
 from covseg.io.scan import Geometry, Scan
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -150,20 +155,57 @@ def _has_dicom_magic(path: Path) -> bool:
         return False
 
 
-def _dicom_modality(path: Path) -> str | None:
-    import pydicom
+@contextlib.contextmanager
+def _itk_quiet() -> Iterator[list[str]]:
+    """ITK's warnings off and GDCM/OpenJPEG's prints held back: only covseg's line is shown."""
+    import SimpleITK as sitk
+
+    was = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True).get("Modality")
-    except Exception:  # noqa: BLE001 - the modality is informative only
-        return None
+        with quiet_native_stderr() as said:
+            yield said
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(was)
+
+
+def _itk_reason(exc: Exception, said: list[str]) -> str:
+    """The informative part of an ITK error ('ITK ERROR: Class(0x..): what'), else the C output."""
+    for line in str(exc).splitlines():
+        if "ITK ERROR" in line:
+            return line.rsplit("): ", 1)[-1].strip()[:160]
+    return said[0][:160] if said else _reason(exc)
+
+
+def _itk_read(read, source: Path, slices: list[DicomSlice]):
+    """Run a SimpleITK read quietly; a failure names the transfer syntax, which is usually why."""
+    with _itk_quiet() as said:
+        try:
+            image = read()
+        except RuntimeError as exc:
+            error = exc
+        else:
+            error = None
+    if error is not None:
+        raise InputError(f"{source}: the DICOM pixel data ({slices[0].transfer_syntax}) could not be "
+                         f"decoded ({_itk_reason(error, said)}); convert the files to uncompressed "
+                         "DICOM (e.g. gdcmconv --raw) and try again") from None
+    size = image.GetSize()
+    if (size[0], size[1]) != (slices[0].columns, slices[0].rows):
+        raise InputError(f"{source}: SimpleITK read {size[0]} x {size[1]} pixels where the header "
+                         f"declares {slices[0].columns} x {slices[0].rows}; export the scan again")
+    return image
 
 
 def _itk_scan(image, path: Path, fmt: str, modality: str | None) -> Scan:
     import SimpleITK as sitk
 
-    orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
-    oriented = sitk.DICOMOrient(image, "LPS")
-    array = _as_volume(sitk.GetArrayFromImage(oriented), path)
+    with _itk_quiet():
+        orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(
+            image.GetDirection())
+        oriented = sitk.DICOMOrient(image, "LPS")
+        array = sitk.GetArrayFromImage(oriented)
+    array = _as_volume(array, path)
     sx, sy, sz = oriented.GetSpacing()
     intensity = Intensity.HU if modality in (None, "CT") and _guess_intensity(array) is Intensity.HU \
         else Intensity.DISPLAY
@@ -173,49 +215,81 @@ def _itk_scan(image, path: Path, fmt: str, modality: str | None) -> Scan:
 
 
 def _read_dicom_file(path: Path) -> Scan:
+    """One file: its header is checked first; a lone slice takes its thickness as z spacing."""
     import SimpleITK as sitk
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError:
-        raise InputError(f"{path}: not a readable DICOM image (damaged, truncated or without "
-                         "pixel data); export the slice again") from None
+
+    info = read_dicom_header(path)
+    check_volume((info.frames, info.rows, info.columns), 2 * max(info.bytes_per_pixel, 4) + 8, path)
+    image = _itk_read(lambda: sitk.ReadImage(str(path)), path, [info])
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
-    return _itk_scan(image, path, "dicom", _dicom_modality(path))
+    if info.frames == 1:
+        image = _lone_slice_thickness(image, info, path)
+    return _itk_scan(image, path, "dicom", info.modality)
 
 
-def _read_dicom_series(folder: Path) -> Scan:
+def _lone_slice_thickness(image, info: DicomSlice, source: Path):
+    """ITK gives a lone slice 1 mm of depth whatever the file says: use its SliceThickness."""
+    if info.thickness is None:
+        raise InputError(f"{source}: a single slice without a valid SliceThickness, so a voxel's "
+                         "volume is unknown; give the whole series folder or set SliceThickness")
+    check_spacing([info.thickness], source, "SliceThickness")
+    image.SetSpacing(image.GetSpacing()[:2] + (info.thickness,))
+    return image
+
+
+def _dicom_candidates(folder: Path) -> list[Path]:
+    """Files in the folder that claim to be DICOM (suffix or magic); DICOMDIR indexes excluded."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.upper() != "DICOMDIR"
+                  and (p.suffix.lower() == ".dcm" or _has_dicom_magic(p)))
+
+
+def _series_files(folder: Path) -> dict[str, tuple[str, ...]]:
+    """GDCM's series in the folder; every DICOM-looking file must belong to one (never dropped)."""
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if not series:
+    with _itk_quiet():
+        series = reader.GetGDCMSeriesIDs(str(folder))
+        files = {uid: tuple(reader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in series}
+    listed = {Path(n).resolve() for names in files.values() for n in names}
+    for candidate in _dicom_candidates(folder):
+        if candidate.resolve() not in listed:
+            read_dicom_header(candidate)  # refuses a damaged or truncated file, naming it
+            raise InputError(f"{candidate}: a DICOM image that belongs to no series in {folder} "
+                             "(no SeriesInstanceUID?); remove it or export the series again")
+    if not files:
         raise InputError(f"{folder}: no DICOM series in this folder; point at the folder that "
                          "holds the .dcm files of one CT series")
-    files = {uid: reader.GetGDCMSeriesFileNames(str(folder), uid) for uid in series}
-    ct = {uid: f for uid, f in files.items() if _dicom_modality(Path(f[0])) in (None, "CT")}
+    return files
+
+
+def _read_dicom_series(folder: Path) -> Scan:
+    """A folder of one CT series; every slice's header is checked before SimpleITK reads any."""
+    import SimpleITK as sitk
+
+    files = _series_files(folder)
+    headers = {uid: [read_dicom_header(Path(n)) for n in names] for uid, names in files.items()}
+    ct = {uid: h for uid, h in headers.items() if h[0].modality in (None, "CT")}
     if len(ct) != 1:
         listing = ", ".join(f"{uid} ({len(f)} files)" for uid, f in files.items())
         raise InputError(f"{folder}: holds {len(ct) or len(files)} image series ({listing}); "
                          "put one CT series in its own folder")
-    uid, names = next(iter(ct.items()))
-    sizes = {_dicom_size(Path(n)) for n in names}
+    uid, slices = next(iter(ct.items()))
+    sizes = {(s.rows, s.columns) for s in slices}
     if len(sizes) > 1:
         raise InputError(f"{folder}: series {uid} mixes slice sizes {sorted(sizes)}; "
                          "give a folder with one consistent series")
-    reader.SetFileNames(names)
-    try:
-        image = reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(f"{folder}: the DICOM series could not be read ({_reason(exc)}); "
-                         "check for damaged files") from None
-    return _itk_scan(image, folder, "dicom-series", _dicom_modality(Path(names[0])))
-
-
-def _dicom_size(path: Path) -> tuple[int, int]:
-    import pydicom
-    ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-    return int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    if len(slices) > 1:
+        slice_gap(slices, folder)
+    check_volume((sum(s.frames for s in slices), slices[0].rows, slices[0].columns),
+                 2 * max(slices[0].bytes_per_pixel, 4) + 8, folder)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(list(files[uid]))
+    image = _itk_read(reader.Execute, folder, slices)
+    if len(slices) == 1 and slices[0].frames == 1:
+        image = _lone_slice_thickness(image, slices[0], folder)
+    return _itk_scan(image, folder, "dicom-series", slices[0].modality)
 
 
 # --- pictures and arrays -------------------------------------------------------------------------
@@ -226,31 +300,68 @@ def _plane_scan(array: np.ndarray, path: Path, fmt: str) -> Scan:
                 spacing_known=False)
 
 
+@contextlib.contextmanager
+def _picture_limits() -> Iterator[None]:
+    """Pillow with covseg's bounds: oversized images and PNG text bombs raise, truncation too."""
+    from PIL import Image, ImageFile, PngImagePlugin
+
+    saved = (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES,
+             PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY)
+    Image.MAX_IMAGE_PIXELS = MAX_PICTURE_PIXELS
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY = 1 << 20, 8 << 20
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES,
+         PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY) = saved
+
+
 def _read_picture(path: Path) -> Scan:
+    """A picture under Pillow's bomb limits; every Pillow failure becomes one line."""
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(path) as im:
+        with _picture_limits(), Image.open(path) as im:
             im.load()
             pic = np.asarray(im.convert("L") if im.mode not in ("L", "I", "I;16", "F") else im)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise InputError(f"{path}: the picture has {size}, more than covseg reads "
+                         f"({MAX_PICTURE_PIXELS:,}): a decompression bomb or not a CT slice; give "
+                         "one CT slice of normal size") from None
+    except ValueError as exc:
+        if "text" not in str(exc).lower():
+            raise InputError(f"{path}: not a readable picture ({_reason(exc)}); give a PNG or JPG "
+                             "of one CT slice") from None
+        raise InputError(f"{path}: a PNG text chunk inflates beyond Pillow's limit (a text bomb: "
+                         f"{_reason(exc)}); save the slice again without metadata") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as exc:
         raise InputError(f"{path}: not a readable picture ({_reason(exc)}); give a PNG or JPG "
                          "of one CT slice") from None
     return _plane_scan(pic, path, "picture")
 
 
 def _read_mat(path: Path, key: str | None) -> Scan:
+    """Only numeric 2-D/3-D variables are loaded, after whosmat has vouched for their sizes."""
     import scipy.io
+
+    names = mat_image_names(path, key)
     try:
-        content = scipy.io.loadmat(str(path))
-    except (ValueError, OSError, TypeError, NotImplementedError) as exc:
+        with quiet_native_stderr():
+            content = scipy.io.loadmat(str(path), variable_names=names) if names else {}
+    except Exception as exc:  # noqa: BLE001 - scipy raises many kinds for a damaged file
         raise InputError(f"{path}: not a readable MATLAB file ({_reason(exc)}); save it with "
                          "MATLAB's save -v7") from None
     images = {k: v for k, v in content.items() if not k.startswith("__") and isinstance(v, np.ndarray)
               and v.ndim in (2, 3) and np.issubdtype(v.dtype, np.number) and min(v.shape) > 1}
     if key is not None:
         if key not in images:
-            raise InputError(f"{path}: no image named '{key}'; images in it: "
-                             f"{', '.join(sorted(images)) or 'none'}")
+            others = ", ".join(sorted(n for n in mat_image_names(path, None))) or "none"
+            raise InputError(f"{path}: no image named '{key}'; images in it: {others}")
         return _plane_scan(images[key], path, "mat")
     if not images:
         raise InputError(f"{path}: the .mat file holds no 2-D or 3-D image array")
@@ -261,6 +372,8 @@ def _read_mat(path: Path, key: str | None) -> Scan:
 
 
 def _read_npy(path: Path) -> Scan:
+    """np.load only after the header's shape has been matched against the file size."""
+    check_npy(path)
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
