@@ -271,6 +271,8 @@ def _read_dicom_series(folder: Path) -> Scan:
     files = _series_files(folder)
     headers = {uid: [read_dicom_header(Path(n)) for n in names] for uid, names in files.items()}
     ct = {uid: h for uid, h in headers.items() if h[0].modality in (None, "CT")}
+    if len(headers) == 1:
+        ct = headers  # one series of any modality: read it, and let the input QA judge it
     if len(ct) != 1:
         listing = ", ".join(f"{uid} ({len(f)} files)" for uid, f in files.items())
         raise InputError(f"{folder}: holds {len(ct) or len(files)} image series ({listing}); "
