@@ -106,7 +106,7 @@ def test_several_scans_one_failing(real_ct, tmp_path, cli):
     assert code == 1
     rows = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
     assert [r["status"] for r in rows] == ["ok", "failed"]
-    assert "not a readable NIfTI" in rows[1]["message"]
+    assert "broken.nii.gz" in rows[1]["message"]
     assert (tmp_path / "out" / "0" / "lesions.nii.gz").is_file()
     assert not (tmp_path / "out" / "broken").exists()
 
