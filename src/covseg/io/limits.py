@@ -93,21 +93,32 @@ def regular_file_size(path: Path, smallest: int = 1) -> int:
 
 
 @contextlib.contextmanager
+def quiet_python() -> Iterator[None]:
+    """Python warnings and `logging` records raised while a library parses a file stay unshown:
+    the file's problems reach the user as covseg's one line, or not at all."""
+    disabled = logging.root.manager.disable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            logging.disable(disabled)
+
+
+@contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[list[str]]:
     """Hold back what C libraries (GDCM, OpenJPEG, ITK) print on file descriptor 2.
 
     Yields a list that receives the held-back text (to quote in a refusal); Python warnings
-    and `logging` output from the readers are silenced too, so only covseg's line remains."""
+    and logging are silenced too (`quiet_python`), so only covseg's line remains."""
     captured: list[str] = []
     sys.stderr.flush()
     try:
         saved = os.dup(2)
     except OSError:  # no descriptor 2 (embedded interpreter): nothing to hold back
         saved = None
-    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        disabled = logging.root.manager.disable
-        logging.disable(logging.CRITICAL)
+    with tempfile.TemporaryFile() as sink, quiet_python():
         if saved is not None:
             os.dup2(sink.fileno(), 2)
         try:
@@ -116,7 +127,6 @@ def quiet_native_stderr() -> Iterator[list[str]]:
             if saved is not None:
                 os.dup2(saved, 2)
                 os.close(saved)
-            logging.disable(disabled)
             sink.seek(0)
             text = sink.read(1 << 16).decode("utf-8", "replace")
             captured.extend(line.strip() for line in text.splitlines() if line.strip())

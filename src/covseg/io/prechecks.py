@@ -9,7 +9,6 @@ disagree. Nothing is parsed by hand beyond the fixed-offset size fields the form
 from __future__ import annotations
 
 import gzip
-import warnings
 import math
 import struct
 import zlib
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from covseg.errors import InputError
-from covseg.io.limits import check_spacing, check_volume, regular_file_size
+from covseg.io.limits import check_spacing, check_volume, quiet_python, regular_file_size
 
 # --- NIfTI -------------------------------------------------------------------------------------
 
@@ -240,7 +239,8 @@ def mat_image_names(path: Path, key: str | None) -> list[str]:
 
     regular_file_size(path, 128)  # a MATLAB 5 file starts with a 128-byte header
     try:
-        listing = scipy.io.whosmat(str(path))
+        with quiet_python():
+            listing = scipy.io.whosmat(str(path))
     except Exception as exc:  # noqa: BLE001 - scipy raises many kinds for a damaged file
         raise InputError(f"{path}: not a readable MATLAB file ({_reason(exc)}); save it with "
                          "MATLAB's save -v7") from None
@@ -285,8 +285,7 @@ def read_dicom_header(path: Path) -> DicomSlice:
 
     size = regular_file_size(path, 8)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_python():
             ds = pydicom.dcmread(str(path), defer_size=DEFER_BYTES)
             return _dicom_slice(ds, path, size)
     except InputError:
