@@ -31,7 +31,7 @@ from covseg.cli import main
 from covseg.errors import InputError
 from covseg.io import limits, read_scan
 
-FUZZ = settings(max_examples=40, deadline=None,
+FUZZ = settings(max_examples=40, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 HTJ2K_LOSSLESS = UID("1.2.840.10008.1.2.4.201")
 
@@ -515,6 +515,7 @@ def test_check_spacing_refuses(value):
         limits.check_spacing([1.0, value, 1.0], Path("x.nii"))
 
 
+@settings(database=None)
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=3))
 def test_check_spacing_accepts_exactly_sane_values(values):
     sane = all(math.isfinite(v) and limits.MIN_SPACING_MM <= v <= limits.MAX_SPACING_MM
@@ -541,6 +542,7 @@ SIZES = st.integers(-3, 40)
 ZOOMS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -1.0, 0.7]))
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")  # from writing
 @FUZZ
 @given(dim0=st.integers(-2, 9), dims=st.lists(SIZES, min_size=7, max_size=7),
        pixdim=st.lists(ZOOMS, min_size=3, max_size=3),
@@ -603,6 +605,7 @@ def test_random_damage_to_png(tmp_path, small_png, flips):
     _accept_or_refuse(path)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")  # from writing
 @FUZZ
 @given(rows=st.sampled_from([1, 16, 32, 33, 4096, 65535]),
        columns=st.sampled_from([1, 16, 32, 65535]),
