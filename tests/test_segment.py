@@ -75,7 +75,7 @@ def test_volume_outputs_share_the_source_geometry(real_ct, tmp_path, segmenter):
     assert report["model"]["weights_sha256"] == segmenter.meta["sha256"]
     assert report["model"]["mirror"] is False
     stages = report["timings_s"]
-    assert list(stages) == ["read", "load_model", "resample", "lungs", "lesions",
+    assert list(stages) == ["read", "load_model", "framing_and_lungs", "lesions",
                            "labels_and_numbers", "pictures"]
     assert all(v >= 0 for v in stages.values()) and stages["lesions"] > 0
 

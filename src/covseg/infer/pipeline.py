@@ -1,6 +1,7 @@
 """`segment(scan)`: the main job, from a scan file to masks, numbers and pictures.
 
-read -> resample to the model's scale -> lungs -> lung-masked slices -> network in batches ->
+read -> input QA -> lungs and the model's framing (zoom by pixel size for CT; for pictures, from
+the lungs found, turned upright first) -> lung-masked slices -> network in batches ->
 labels back on the source grid -> quantification -> pictures -> files. All outputs are checked
 before any work starts and written atomically at the end, so a failure leaves nothing behind.
 """
@@ -17,13 +18,14 @@ from tqdm import tqdm
 from covseg import __version__
 from covseg.errors import CovsegError, InputError, OutputExistsError
 from covseg.infer.predictor import LesionSegmenter
-from covseg.infer.preprocess import model_input, scale_factor
+from covseg.infer.framing import Framing, from_geometry, from_lungs, turns_upright
+from covseg.infer.preprocess import model_input
 from covseg.infer.resample import model_plane_size, resize_planes
 from covseg.io.qa import check_input
 from covseg.io import (Scan, atomic_write, check_writable, chest_ct_warnings, mask_suffix, read_scan,
                        write_csv, write_mask)
 from covseg.labels import ABNORMAL, NORMAL
-from covseg.lungs import extract_lungs
+from covseg.lungs import extract_lungs, resolve_method, split_slices
 from covseg.quantify import quantify
 from covseg.report import render_html, render_pictures
 
@@ -105,7 +107,7 @@ def _coverage_warnings(coverage: dict) -> list[str]:
 
 def _find_lungs(scan: Scan, small: np.ndarray, zoom: float, method: str
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lung sides on the source grid and on the model's grid.
+    """Lung sides on the source grid and on the model's grid, for a scan with a pixel size.
 
     They are found on the coarser of the two grids: upsampling first would blur gas pockets in
     the bowel towards lung density, downsampling first saves time on fine matrices.
@@ -117,6 +119,42 @@ def _find_lungs(scan: Scan, small: np.ndarray, zoom: float, method: str
                      scan.array.shape[2] * scan.spacing[2] / small.shape[2])
     small_sides = extract_lungs(small, small_spacing, scan.intensity, method)
     return resize_planes(small_sides, scan.array.shape[1:], labels=True), small_sides
+
+
+@dataclass
+class Frame:
+    """The slices as the lesion model sees them: turned upright, on the model's grid."""
+
+    framing: Framing
+    image: np.ndarray  # the source voxels, turned (a view)
+    sides: np.ndarray  # lung sides on `image`'s grid
+    small: np.ndarray  # `image` on the model's grid
+    small_sides: np.ndarray
+
+    def to_source(self, a: np.ndarray) -> np.ndarray:
+        """Undo the turn: a (z, y, x) map on `image`'s grid -> the source's grid."""
+        return np.ascontiguousarray(np.rot90(a, -self.framing.turns, axes=(1, 2)))
+
+
+def _frame(scan: Scan, method: str) -> Frame:
+    """Lungs and the lesion model's grid: by pixel size for CT, from the lungs for pictures."""
+    if scan.spacing_known:
+        framing = from_geometry(max(scan.array.shape[1:]), scan.spacing[2])
+        small = resize_planes(scan.array, model_plane_size(scan.array.shape[1:], framing.zoom))
+        sides, small_sides = _find_lungs(scan, small, framing.zoom, method)
+        if not sides.any():
+            raise _no_lungs_error(scan)
+        return Frame(framing, scan.array, sides, small, small_sides)
+    found = extract_lungs(scan.array, scan.spacing, scan.intensity, method)
+    if not found.any():
+        raise _no_lungs_error(scan)
+    turns = turns_upright(found > 0)
+    image = np.rot90(scan.array, turns, axes=(1, 2))
+    sides = split_slices(np.rot90(found, turns, axes=(1, 2)))
+    framing = Framing(from_lungs(sides > 0).zoom, turns, "lung extent")
+    size = model_plane_size(image.shape[1:], framing.zoom)
+    return Frame(framing, image, sides, resize_planes(np.ascontiguousarray(image), size),
+                 resize_planes(sides, size, labels=True))
 
 
 def _find_lesions(scan: Scan, small: np.ndarray, small_lungs: np.ndarray,
@@ -176,19 +214,16 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     segmenter = segmenter or LesionSegmenter()
     watch.lap("load_model")
 
-    zoom = scale_factor(max(scan.array.shape[1:]), scan.spacing[2] if scan.spacing_known else None)
-    size = model_plane_size(scan.array.shape[1:], zoom)
-    small = resize_planes(scan.array, size)
-    watch.lap("resample")
-    lung_sides, small_lungs = _find_lungs(scan, small, zoom, lungs)
-    if not lung_sides.any():
-        raise _no_lungs_error(scan)
-    coverage = lung_coverage(lung_sides)
-    watch.lap("lungs")
-    small_labels = _find_lesions(scan, small, small_lungs, segmenter, progress)
+    method = resolve_method(lungs, scan.intensity)
+    frame = _frame(scan, method)
+    coverage = lung_coverage(frame.sides)
+    watch.lap("framing_and_lungs")
+    small_labels = _find_lesions(scan, frame.small, frame.small_sides, segmenter, progress)
     watch.lap("lesions")
-    del small, small_lungs
-    labels = _full_resolution_labels(small_labels, lung_sides)
+    labels = frame.to_source(_full_resolution_labels(small_labels, frame.sides))
+    lung_sides = frame.to_source(frame.sides)
+    framing, size = frame.framing, frame.small.shape[1:]
+    del frame  # the model-grid copies go before the pictures are drawn
 
     voxel_ml = scan.voxel_volume_ml if scan.spacing_known else 1e-3
     report = {
@@ -201,9 +236,8 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
                   segmenter.meta.get("sha256"), "trained_on": segmenter.meta.get("trained_on"),
                   "mirror": segmenter.mirror, "backend": segmenter.backend,
                   "precision": segmenter.precision},
-        "preprocessing": {"model_plane_px": list(size), "zoom": round(zoom, 4),
-                          "lungs": lungs if lungs != "auto" else ("hu" if scan.is_hu else "model"),
-                          "contract": "covseg.infer.preprocess.model_input"},
+        "preprocessing": {"model_plane_px": list(size), **framing.as_dict(),
+                          "lungs": method, "contract": "covseg.infer.preprocess.model_input"},
         "qa": qa.as_dict(),
         "coverage": coverage,
         "warnings": qa.warnings() + chest_ct_warnings(scan) + _coverage_warnings(coverage),

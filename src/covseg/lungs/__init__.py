@@ -6,30 +6,48 @@ import numpy as np
 from covseg.errors import InputError
 from covseg.infer.preprocess import Intensity
 from covseg.lungs.display import extract_lungs_display
-from covseg.lungs.threshold import LEFT, RIGHT, extract_lungs_hu
+from covseg.lungs.threshold import LEFT, RIGHT, extract_lungs_hu, split_left_right
 
 METHODS = ("auto", "hu", "model", "intensity")
+
+
+def resolve_method(method: str, intensity: Intensity) -> str:
+    """The lung method that will run: "auto" becomes "hu" for HU input, else "model" (or
+    "intensity" where no lung weights are installed); a forced method is checked. Decided once,
+    here, and recorded in the report as decided."""
+    if method not in METHODS:
+        raise InputError(f"unknown lung method '{method}'; choose one of: {', '.join(METHODS)}")
+    hu = Intensity(intensity) is Intensity.HU
+    if method == "hu" and not hu:
+        raise InputError("the HU lung method needs a CT in Hounsfield units; this input is a "
+                         "picture: use --lungs model")
+    if method != "auto":
+        return method
+    if hu:
+        return "hu"
+    from covseg.lungs.learned import DEFAULT_LUNG_WEIGHTS
+    return "model" if DEFAULT_LUNG_WEIGHTS.is_file() else "intensity"
 
 
 def extract_lungs(array: np.ndarray, spacing: tuple[float, float, float],
                   intensity: Intensity, method: str = "auto") -> np.ndarray:
     """(z, y, x) image -> (z, y, x) uint8 lung labels: 0 none, 1 right lung, 2 left lung.
 
-    method "auto": HU thresholds for HU input, the learned model for pictures (falling back to
-    the intensity method if no lung weights are installed); or force "hu", "model", "intensity".
+    method: see `resolve_method` ("auto", or force "hu", "model", "intensity").
     """
-    if method not in METHODS:
-        raise InputError(f"unknown lung method '{method}'; choose one of: {', '.join(METHODS)}")
-    hu = Intensity(intensity) is Intensity.HU
-    if method == "hu" or (method == "auto" and hu):
-        if not hu:
-            raise InputError("the HU lung method needs a CT in Hounsfield units; this input is a "
-                             "picture: use --lungs model")
+    method = resolve_method(method, intensity)
+    if method == "hu":
         return extract_lungs_hu(array, spacing)
-    from covseg.lungs.learned import DEFAULT_LUNG_WEIGHTS, LungModel
-    if method == "model" or (method == "auto" and DEFAULT_LUNG_WEIGHTS.is_file()):
-        return LungModel().apply(array, intensity)
+    if method == "model":
+        from covseg.lungs.learned import LungModel
+        return LungModel.shared().apply(array, intensity)
     return extract_lungs_display(array)
 
 
-__all__ = ["LEFT", "METHODS", "RIGHT", "extract_lungs", "extract_lungs_display", "extract_lungs_hu"]
+def split_slices(lungs: np.ndarray) -> np.ndarray:
+    """Right/left labels slice by slice, for stacks of unrelated pictures."""
+    return np.stack([split_left_right(plane[None])[0] for plane in np.asarray(lungs) > 0])
+
+
+__all__ = ["LEFT", "METHODS", "RIGHT", "extract_lungs", "extract_lungs_display", "extract_lungs_hu",
+           "resolve_method", "split_slices"]

@@ -1,10 +1,13 @@
 """covseg's learned lung model: a small U-Net trained on ma20's lung masks (configs/lungs_ma20.yaml).
 
-It works on any slice through the preprocessing contract (whole slice, min-max + CLAHE, at half
-the model scale: 128 pixels across), so it serves pictures, where HU thresholds cannot.
+It works on any slice through the preprocessing contract (whole slice, min-max + CLAHE, padded to
+a square so the aspect is kept, at half the model scale: 128 pixels across), so it serves
+pictures, where HU thresholds cannot. It was trained across framings (whole slices to tight crops),
+quarter turns, mirrors and re-windowed pictures, so a picture needs no framing before it.
 """
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,7 @@ import torch
 from covseg.infer.predictor import WEIGHTS_DIR, load_model
 from covseg.infer.preprocess import Intensity, enhance
 from covseg.infer.resample import resize_planes
-from covseg.lungs.threshold import largest_components, split_left_right
+from covseg.lungs.threshold import LEFT, RIGHT, close_and_fill, largest_components, split_left_right
 
 DEFAULT_LUNG_WEIGHTS = WEIGHTS_DIR / "lungs_ma20.pt"
 LUNG_MODEL_PX = 128
@@ -26,21 +29,35 @@ class LungModel:
         self.model, self.meta = load_model(weights or DEFAULT_LUNG_WEIGHTS, model="lung_unet")
         self.batch_size = batch_size
 
+    @classmethod
+    @cache
+    def shared(cls) -> "LungModel":
+        """The shipped model, loaded once per process."""
+        return cls()
+
     def probabilities(self, stack: np.ndarray, intensity: Intensity | str) -> np.ndarray:
         """Lung probability per pixel, at the stack's own size."""
-        enhanced = np.stack([enhance(plane, intensity) for plane in stack])
+        h, w = stack.shape[1:]
+        side = max(h, w)
+        enhanced = np.zeros((len(stack), side, side), np.float32)  # padded square: aspect kept
+        enhanced[:, :h, :w] = [enhance(plane, intensity) for plane in stack]
         small = resize_planes(enhanced, (LUNG_MODEL_PX, LUNG_MODEL_PX))
         out = []
         with torch.inference_mode():
             for k in range(0, len(small), self.batch_size):
                 x = torch.from_numpy(small[k:k + self.batch_size, None])
                 out.append(torch.softmax(self.model(x), 1)[:, 1].numpy())
-        return resize_planes(np.concatenate(out), stack.shape[1:])
+        return resize_planes(np.concatenate(out), (side, side))[:, :h, :w]
 
     def apply(self, stack: np.ndarray, intensity: Intensity | str) -> np.ndarray:
-        """Slice by slice (the stack may hold unrelated pictures): largest parts, split in two."""
+        """Slice by slice (the stack may hold unrelated pictures): largest parts, split in two,
+        each lung's holes filled (vessels, dense lesions inside it belong to it)."""
         lungs = self.probabilities(stack, intensity) > 0.5
         sides = np.zeros(stack.shape, dtype=np.uint8)
+        everywhere = np.ones((1, *stack.shape[1:]), bool)
         for z in np.nonzero(lungs.any(axis=(1, 2)))[0]:
-            sides[z] = split_left_right(largest_components(lungs[z][None], keep_ratio=0.05))[0]
+            split = split_left_right(largest_components(lungs[z][None], keep_ratio=0.05))
+            for label in (RIGHT, LEFT):
+                filled = close_and_fill(split == label, everywhere, 1)[0]
+                sides[z][filled & (sides[z] == 0)] = label
         return sides

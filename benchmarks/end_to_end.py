@@ -1,0 +1,167 @@
+"""End-to-end accuracy as a user gets it: slices saved as pictures, fed to `covseg.segment`.
+
+Nothing of covseg's evaluator is used: the pictures are written with Pillow, segmented through
+the public API exactly as `covseg segment slice.png` would, and Dice is computed here with numpy.
+
+    python benchmarks/end_to_end.py ma20 [--limit N] [--variant NAME ...]
+    python benchmarks/end_to_end.py medseg [--variant stored upright ...]
+
+ma20 fold 4 (never trained on): reference lungs and infection masks from the data set.
+medseg100 test: reference infection masks (no lung masks exist). Variants change the picture the
+way users' pictures differ (turned, mirrored, cropped, scaled, re-windowed); the reference is
+changed alongside and the prediction compared on the original grid where the change is invertible.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__import__("os").environ.get("COVSEG_DATA_ROOT", ROOT.parent / "shared" / "data"))
+
+
+def dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Dice of two boolean masks; 1.0 when both are empty."""
+    total = pred.sum() + ref.sum()
+    return 1.0 if total == 0 else 2.0 * float((pred & ref).sum()) / float(total)
+
+
+def _window(img: np.ndarray, lo: float, hi: float, gamma: float = 1.0) -> np.ndarray:
+    out = np.clip((img.astype(np.float32) - lo) / (hi - lo), 0, 1) ** gamma
+    return np.rint(out * 255).astype(np.uint8)
+
+
+def variant(name: str, image: np.ndarray, masks: list[np.ndarray]):
+    """(picture, reference masks, undo) for one way users' pictures differ; undo maps a
+    prediction on the picture back onto the original grid (None when the grid changed)."""
+    same = lambda a: a  # noqa: E731
+    if name in ("stored", "as-is"):
+        return image, masks, same
+    if name == "upright":  # medseg's pictures are stored a quarter turn off
+        return np.rot90(image, -1), [np.rot90(m, -1) for m in masks], lambda a: np.rot90(a, 1)
+    if name == "turned":
+        return np.rot90(image, 1), [np.rot90(m, 1) for m in masks], lambda a: np.rot90(a, -1)
+    if name == "mirrored":
+        return image[:, ::-1], [m[:, ::-1] for m in masks], lambda a: a[:, ::-1]
+    if name == "rewindowed":
+        lo, hi = np.percentile(image, [2, 98])
+        return _window(image, lo, hi, 0.8), masks, same
+    if name.startswith("scale"):  # e.g. scale0.6 / scale1.6: the picture resized
+        f = float(name[5:])
+        size = (max(16, round(image.shape[1] * f)), max(16, round(image.shape[0] * f)))
+        pic = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+        ref = [np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 0
+               for m in masks]
+        return pic, ref, None
+    if name == "crop":  # the lung region only, as MedSeg's pictures are cut
+        lungs = masks[0]
+        ys, xs = np.nonzero(lungs) if lungs.any() else np.nonzero(np.ones_like(lungs))
+        m = 8
+        box = (slice(max(0, ys.min() - m), ys.max() + m + 1), slice(max(0, xs.min() - m), xs.max() + m + 1))
+        return image[box], [mk[box] for mk in masks], None
+    raise SystemExit(f"unknown variant {name}")
+
+
+def run_pictures(cases, variants: list[str]) -> dict:
+    """cases: (id, image uint8, lungs or None, lesions) -> per-variant figures."""
+    import covseg
+
+    seg = covseg.LesionSegmenter()
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in variants:
+            rows, t0 = [], time.perf_counter()
+            for cid, image, lungs, lesion in cases:
+                ref_masks = [lesion] if lungs is None else [lungs, lesion]
+                pic, refs, _undo = variant(name, image, ref_masks)
+                path = Path(tmp) / f"{cid}.png"
+                Image.fromarray(np.ascontiguousarray(pic)).save(path)
+                try:
+                    res = covseg.segment(path, segmenter=seg, pictures=False)
+                    pred_lung, pred_les = res.labels[0] > 0, res.labels[0] == 1
+                except covseg.errors.CovsegError:
+                    pred_lung = pred_les = np.zeros(pic.shape, bool)
+                ref_les = refs[-1] > 0
+                row = {"id": cid, "abnormal_dice": dice(pred_les, ref_les),
+                       "tp": int((pred_les & ref_les).sum()), "pred": int(pred_les.sum()),
+                       "ref": int(ref_les.sum()), "lesion_in_lungs": int((ref_les & pred_lung).sum())}
+                if lungs is not None:
+                    ref_lung = refs[0] > 0
+                    row["lung_dice"] = dice(pred_lung, ref_lung)
+                    row.update(lung_tp=int((pred_lung & ref_lung).sum()), lung_pred=int(pred_lung.sum()),
+                               lung_ref=int(ref_lung.sum()))
+                rows.append(row)
+            out[name] = summarise(rows, time.perf_counter() - t0)
+            print(json.dumps({name: out[name]}), flush=True)
+    return out
+
+
+def summarise(rows: list[dict], seconds: float) -> dict:
+    tp, pred, ref = (sum(r[k] for r in rows) for k in ("tp", "pred", "ref"))
+    s = {"slices": len(rows), "abnormal_dice_per_slice": round(float(np.mean([r["abnormal_dice"] for r in rows])), 4),
+         "abnormal_dice_pooled": round(2 * tp / max(1, pred + ref), 4),
+         "lesion_pixels_inside_lungs_pct": round(100 * sum(r["lesion_in_lungs"] for r in rows) / max(1, ref), 2),
+         "seconds": round(seconds, 1)}
+    if "lung_dice" in rows[0]:
+        ltp, lp, lr = (sum(r[k] for r in rows) for k in ("lung_tp", "lung_pred", "lung_ref"))
+        s["lung_dice_per_slice"] = round(float(np.mean([r["lung_dice"] for r in rows])), 4)
+        s["lung_dice_pooled"] = round(2 * ltp / max(1, lp + lr), 4)
+    return s
+
+
+def ma20_cases(limit: int | None):
+    import csv
+    root = DATA / "ma20"
+    idx = []
+    with open(root / "blocks.csv", newline="") as fh:
+        for b in csv.DictReader(fh):
+            if int(b["fold"]) == 4:
+                idx.extend(range(int(b["first_index"]), int(b["last_index"]) + 1))
+    if limit:
+        idx = idx[:: max(1, len(idx) // limit)][:limit]
+    for i in idx:
+        name = f"{i:04d}.png"
+        read = lambda d: np.asarray(Image.open(root / d / name))  # noqa: E731
+        lungs, inf = read("lungs") > 0, read("covid") > 0
+        yield f"ma20_{i:04d}", read("ct"), lungs, inf & lungs
+
+
+def medseg_cases(limit: int | None):
+    root = DATA / "medseg100" / "test"
+    names = sorted((root / "images").glob("*.jpg"), key=lambda p: int(p.stem))
+    if limit:
+        names = names[:limit]
+    for p in names:
+        image = np.asarray(Image.open(p).convert("L"))
+        mask = np.asarray(Image.open(root / "masks" / f"{p.stem}.png")) > 0
+        yield f"medseg_{p.stem}", image, None, mask
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dataset", choices=["ma20", "medseg"])
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--variant", nargs="+")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    args = ap.parse_args(argv)
+    if args.dataset == "ma20":
+        cases = list(ma20_cases(args.limit))
+        variants = args.variant or ["as-is"]
+    else:
+        cases = list(medseg_cases(args.limit))
+        variants = args.variant or ["stored", "upright"]
+    result = run_pictures(cases, variants)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
