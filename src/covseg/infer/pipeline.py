@@ -18,6 +18,7 @@ from tqdm import tqdm
 from covseg import __version__
 from covseg.errors import CovsegError, InputError, OutputExistsError
 from covseg.infer.predictor import LesionSegmenter
+from covseg.infer.density import DensityGate, gate_by_density
 from covseg.infer.framing import Framing, from_geometry, from_lungs, turns_upright
 from covseg.infer.preprocess import model_input
 from covseg.infer.resample import model_plane_size, resize_planes
@@ -27,6 +28,7 @@ from covseg.io import (Scan, atomic_write, check_writable, chest_ct_warnings, ma
 from covseg.labels import ABNORMAL, NORMAL
 from covseg.lungs import extract_lungs, resolve_method, split_slices
 from covseg.quantify import quantify
+from covseg.quantify.density import quantify_density
 from covseg.report import render_html, render_pictures
 
 LESION_SLAB = 64  # slices prepared and labelled at a time: bounds memory on long scans
@@ -103,6 +105,22 @@ def _coverage_warnings(coverage: dict) -> list[str]:
         return []
     return [f"partial chest coverage: the scan holds the {coverage['covered']}; volumes and "
             "involvement describe that part only"]
+
+
+def _density_warnings(gate: DensityGate | None, voxel_ml: float, lung_sides: np.ndarray) -> list[str]:
+    """Say where the lesion model and density disagree strongly (HU scans only)."""
+    if gate is None:
+        return []
+    lung_ml = float(np.count_nonzero(lung_sides)) * voxel_ml
+    out = []
+    removed, missed = gate.removed_voxels * voxel_ml, gate.dense_missed_voxels * voxel_ml
+    if removed > max(5.0, 0.02 * lung_ml):
+        out.append(f"the lesion model called {removed:.1f} mL of well-aerated lung abnormal; the "
+                   "density gate removed it (see density_gate in report.json)")
+    if missed > max(5.0, 0.02 * lung_ml):
+        out.append(f"{missed:.1f} mL of lung at consolidation density (>= -100 HU) was not called "
+                   "abnormal: check for consolidation or effusion the model missed")
+    return out
 
 
 def _find_lungs(scan: Scan, small: np.ndarray, zoom: float, method: str
@@ -226,12 +244,17 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     del frame  # the model-grid copies go before the pictures are drawn
 
     voxel_ml = scan.voxel_volume_ml if scan.spacing_known else 1e-3
+    gate = gate_by_density(labels, scan.array, scan.spacing) if scan.is_hu else None
+    density = quantify_density(scan.array, lung_sides, labels, voxel_ml) if scan.is_hu else None
     report = {
         "covseg_version": __version__,
         "input": {"source": str(scan.source), "format": scan.format,
                   "shape_zyx": list(scan.array.shape), "spacing_mm_zyx": list(scan.spacing),
                   "spacing_known": scan.spacing_known, "intensity": scan.intensity.value},
         "quantification": quantify(labels, lung_sides, voxel_ml),
+        "density": density if density is not None else
+        {"note": "no HU in a picture: density is not measured and lesions are not gated"},
+        "density_gate": gate.as_dict(voxel_ml) if gate is not None else None,
         "model": {"name": segmenter.meta.get("name", "custom"), "weights_sha256":
                   segmenter.meta.get("sha256"), "trained_on": segmenter.meta.get("trained_on"),
                   "mirror": segmenter.mirror, "backend": segmenter.backend,
@@ -240,7 +263,8 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
                           "lungs": method, "contract": "covseg.infer.preprocess.model_input"},
         "qa": qa.as_dict(),
         "coverage": coverage,
-        "warnings": qa.warnings() + chest_ct_warnings(scan) + _coverage_warnings(coverage),
+        "warnings": qa.warnings() + chest_ct_warnings(scan) + _coverage_warnings(coverage)
+        + _density_warnings(gate, voxel_ml, lung_sides),
         "timings_s": watch.seconds,
     }
     watch.lap("labels_and_numbers")
