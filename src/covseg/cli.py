@@ -39,24 +39,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from covseg.infer import LesionSegmenter
-    from covseg.infer.pipeline import segment, segment_many
+    from covseg.io.outputs import check_output_dir
 
-    segmenter = LesionSegmenter(args.weights, model=args.model, backend=args.backend,
-                                mirror=args.mirror, precision=args.precision)
+    check_output_dir(args.output)  # before anything is read or loaded
     if len(args.scans) > 1:
-        rows = segment_many(args.scans, args.output, force=args.force, segmenter=segmenter,
-                            lungs=args.lungs, override_qa=args.override_qa)
-        for row in rows:
-            if row["status"] == "ok":
-                print(f"{row['scan']}: {row['grade']}, {row['involvement_percent']:.1f} % involved")
-            else:
-                print(f"{row['scan']}: failed: {row['message']}")
-        failed = sum(row["status"] != "ok" for row in rows)
-        print(f"{len(rows) - failed} of {len(rows)} scans done; summary: {args.output / 'summary.csv'}")
-        return 1 if failed else 0
-    result = segment(args.scans[0], args.output, force=args.force, segmenter=segmenter,
-                     key=args.key, progress=True, lungs=args.lungs, override_qa=args.override_qa)
+        return _segment_batch(args)
+    from covseg.io import mask_suffix, read_scan
+
+    scan = read_scan(args.scans[0], key=args.key)  # a bad file is refused before torch loads
+    from covseg.infer.pipeline import check_outputs, output_names, segment
+
+    check_outputs(args.output, list(output_names(mask_suffix(scan)).values()), args.force)
+    result = segment(scan, args.output, force=args.force, segmenter=_segmenter(args),
+                     progress=True, lungs=args.lungs, override_qa=args.override_qa)
     q = result.quantification
     print(f"lungs {q['lung_ml']:.1f} mL, lesions {q['lesion_ml']:.1f} mL, involvement "
           f"{q['involvement_percent']:.1f} % (right {q['lungs']['right']['involvement_percent']:.1f} %, "
@@ -65,6 +60,32 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         print(f"warning: {w}")
     print(f"report: {result.files['html']}")
     return 0
+
+
+def _segmenter(args: argparse.Namespace):
+    """The lesion network the options name (loads torch: call it once the inputs passed)."""
+    from covseg.infer import LesionSegmenter
+
+    return LesionSegmenter(args.weights, model=args.model, backend=args.backend,
+                           mirror=args.mirror, precision=args.precision)
+
+
+def _segment_batch(args: argparse.Namespace) -> int:
+    """Several scans: resumable, one row each; the model loads once the folder is locked."""
+    from covseg.infer.pipeline import segment_many
+
+    rows = segment_many(args.scans, args.output, force=args.force, segmenter=lambda: _segmenter(args),
+                        lungs=args.lungs, override_qa=args.override_qa, debug=args.debug)
+    for row in rows:
+        if row["status"] == "ok":
+            note = f" ({row['message']})" if row.get("message") else ""
+            print(f"{row['scan']}: {row['grade']}, {float(row['involvement_percent']):.1f} % "
+                  f"involved{note}")
+        else:
+            print(f"{row['scan']}: failed: {row['message']}")
+    failed = sum(row["status"] != "ok" for row in rows)
+    print(f"{len(rows) - failed} of {len(rows)} scans done; summary: {args.output / 'summary.csv'}")
+    return 1 if failed else 0
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

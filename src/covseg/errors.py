@@ -14,3 +14,7 @@ class InputError(CovsegError):
 
 class OutputExistsError(CovsegError):
     """An output would replace a file the user already has."""
+
+
+class OutputError(CovsegError):
+    """An output cannot be written: not a folder, not writable, the disk is full, or locked."""

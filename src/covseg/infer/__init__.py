@@ -1,5 +1,20 @@
-"""From model input slices to label maps with the shipped (or a given) model."""
-from covseg.infer.postprocess import PostProcess
-from covseg.infer.predictor import LesionSegmenter, load_model
+"""From model input slices to label maps with the shipped (or a given) model.
 
-__all__ = ["LesionSegmenter", "PostProcess", "load_model"]
+Names are imported on first use: `covseg.infer.preprocess` and friends are needed by readers
+and the CLI, which must not pay for torch until a model runs.
+"""
+from __future__ import annotations
+
+import importlib
+
+_API = {"LesionSegmenter": "covseg.infer.predictor", "load_model": "covseg.infer.predictor",
+        "PostProcess": "covseg.infer.postprocess"}
+
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    """Import the module that holds `name` when it is first asked for."""
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'covseg.infer' has no attribute '{name}'")

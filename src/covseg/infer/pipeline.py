@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -278,17 +279,37 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
 
 
 def _write(result: SegmentationResult, out: Path, names: dict[str, str], force: bool) -> None:
+    """Write every output; on any failure (a full disk, a crash) remove what this call wrote, and
+    the folder if it made it, so no partial set of results is left behind."""
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    try:
+        _write_files(result, out, names, force, written)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _write_files(result: SegmentationResult, out: Path, names: dict[str, str], force: bool,
+                 written: list[Path]) -> None:
+    """The files of one result, each atomically; `written` collects them as they appear."""
     files = {"labels": out / names["labels"], "lungs": out / names["lungs"]}
-    write_mask(result.scan, result.labels, files["labels"], force=force)
-    write_mask(result.scan, result.lungs, files["lungs"], force=force)
+    written.append(write_mask(result.scan, result.labels, files["labels"], force=force))
+    written.append(write_mask(result.scan, result.lungs, files["lungs"], force=force))
     for key, data in result.pictures.items():
         files[key] = atomic_write(out / names[key], lambda tmp, d=data: tmp.write_bytes(d), force)
+        written.append(files[key])
     files["json"] = out / names["json"]
     result.report["files"] = {k: str(v.name) for k, v in files.items()}
     atomic_write(files["json"], lambda tmp: tmp.write_text(json.dumps(result.report, indent=2)), force)
+    written.append(files["json"])
     page = render_html(result.report, result.pictures)
     files["html"] = atomic_write(out / names["html"], lambda tmp: tmp.write_text(page), force)
+    written.append(files["html"])
     result.files = files
 
 
@@ -305,32 +326,105 @@ def scan_name(path: Path) -> str:
     return name
 
 
+def _batch_targets() -> list[str]:
+    """Every file name a batch writes, for spotting their half-written temporary files."""
+    names = {n for ending in (".nii.gz", ".png", ".npy") for n in output_names(ending).values()}
+    return sorted(names | {"summary.csv"})
+
+
+def _batch_settings(segmenter: LesionSegmenter, lungs: str, override_qa: bool) -> dict:
+    """What decides a scan's results besides the scan itself: other settings redo the scan."""
+    return {"lungs": lungs, "override_qa": override_qa,
+            "weights_sha256": segmenter.meta.get("sha256"), "backend": segmenter.backend,
+            "mirror": segmenter.mirror, "precision": segmenter.precision,
+            "postprocess": segmenter.postprocess.as_dict()}
+
+
+def _quantified_row(q: dict) -> dict:
+    """The summary columns of one scan's numbers."""
+    return {"status": "ok", "grade": q["severity"]["grade"],
+            "involvement_percent": q["involvement_percent"],
+            "right_percent": q["lungs"]["right"]["involvement_percent"],
+            "left_percent": q["lungs"]["left"]["involvement_percent"],
+            "lung_ml": q["lung_ml"], "lesion_ml": q["lesion_ml"]}
+
+
+def _failure_message(exc: BaseException, where: Path) -> str:
+    """One line for a failed row: covseg's own message, or what broke inside a library."""
+    from covseg.io.outputs import DISK_FULL, disk_full
+
+    if isinstance(exc, CovsegError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return str(disk_full(where))
+    return (f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug for the "
+            "traceback and report it)")
+
+
+def _batch_one(path: Path, out: Path, name: str, force: bool, segmenter: LesionSegmenter,
+               settings: dict, run: dict, debug: bool) -> dict:
+    """One scan of a batch: skipped if done, else built in a temporary folder and renamed into
+    place once complete. Any failure, covseg's or a library's, becomes a failed row."""
+    import shutil
+    import traceback
+
+    from covseg.io import outputs
+
+    final = out / name
+    row = {"scan": str(path), "output": str(final)}
+    done = None if force or not path.exists() else outputs.finished_row(final, path, settings)
+    if done is not None:
+        return {**done, **row, "message": "done in an earlier run; skipped (--force redoes it)"}
+    tmp = outputs.tmp_dir(out, name)
+    try:
+        if final.exists() and not force and not (final / outputs.DONE_NAME).exists():
+            raise OutputExistsError(f"{final} holds results not made by a finished covseg batch; "
+                                    "choose another folder or pass --force to replace them")
+        shutil.rmtree(tmp, ignore_errors=True)
+        q = segment(path, tmp, force=True, segmenter=segmenter, **run).quantification
+        row.update(_quantified_row(q))
+        outputs.write_done(tmp, outputs.done_record(path, settings, row))
+        outputs.move_into_place(tmp, final)
+    except Exception as exc:  # noqa: BLE001 - one scan's failure of any kind must not end the batch
+        shutil.rmtree(tmp, ignore_errors=True)
+        if debug:
+            traceback.print_exc()
+        row = {"scan": str(path), "output": str(final), "status": "failed",
+               "message": _failure_message(exc, tmp)}
+    return row
+
+
 def segment_many(scans: list[str | Path], output: str | Path, force: bool = False,
-                 segmenter: LesionSegmenter | None = None, progress: bool = True,
-                 lungs: str = "auto", override_qa: bool = False) -> list[dict]:
+                 segmenter: LesionSegmenter | Callable[[], LesionSegmenter] | None = None,
+                 progress: bool = True, lungs: str = "auto", override_qa: bool = False,
+                 debug: bool = False) -> list[dict]:
     """Segment several scans into `output/<name>/`; a failed scan is recorded, not fatal.
 
-    Writes `output/summary.csv` with one row a scan and returns the rows.
+    Resumable: each scan is built in `output/.covseg-tmp-<name>-<pid>/` and renamed into place
+    with a completion record, so a rerun skips finished scans (same file, settings and covseg
+    version), removes an interrupted run's leftovers and redoes the rest; `force` redoes all.
+    A lock on `output/.covseg.lock` keeps a second writer out for the whole batch. `segmenter`
+    may be a function making one: it is then called once the folder is locked.
+    Writes `output/summary.csv` with one row a scan and returns the rows; with `debug` a failed
+    scan's traceback goes to stderr.
     """
-    out = Path(output)
-    check_writable(out / "summary.csv", force)
+    from covseg.io import outputs
+
+    out = outputs.check_output_dir(output)
     names = [scan_name(Path(s)) for s in scans]
     if len(set(names)) != len(names):
         raise InputError("two scans share a name, so their results would collide; rename one")
-    segmenter = segmenter or LesionSegmenter()
-    rows = []
-    for path, name in zip(scans, names):
-        row = {"scan": str(path), "output": str(out / name)}
-        try:
-            q = segment(path, out / name, force=force, segmenter=segmenter,
-                        progress=progress, lungs=lungs, override_qa=override_qa).quantification
-            row.update(status="ok", grade=q["severity"]["grade"],
-                       involvement_percent=q["involvement_percent"],
-                       right_percent=q["lungs"]["right"]["involvement_percent"],
-                       left_percent=q["lungs"]["left"]["involvement_percent"],
-                       lung_ml=q["lung_ml"], lesion_ml=q["lesion_ml"])
-        except CovsegError as exc:
-            row.update(status="failed", message=str(exc))
-        rows.append(row)
-    write_csv(out / "summary.csv", rows, SUMMARY_FIELDS, force)
+    if (out / "summary.csv").exists() and not force and not (out / outputs.LOCK_NAME).exists():
+        raise OutputExistsError(f"{out / 'summary.csv'} already exists and is not from a covseg "
+                                "batch; choose another folder or pass --force to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    with outputs.batch_lock(out):
+        outputs.clean_leftovers(out, names, _batch_targets())
+        if not isinstance(segmenter, LesionSegmenter):
+            segmenter = segmenter() if callable(segmenter) else LesionSegmenter()
+        settings = _batch_settings(segmenter, lungs, override_qa)
+        run = {"progress": progress, "lungs": lungs, "override_qa": override_qa}
+        rows = [_batch_one(Path(path), out, name, force, segmenter, settings, run, debug)
+                for path, name in zip(scans, names)]
+        write_csv(out / "summary.csv", rows, SUMMARY_FIELDS, force=True)
     return rows

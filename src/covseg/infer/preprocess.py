@@ -15,25 +15,18 @@ model trained on one kind of source sees the same kind of input from the others:
 """
 from __future__ import annotations
 
-from enum import Enum
 from functools import cache
 
 import cv2
 import numpy as np
+
+from covseg.intensity import Intensity  # noqa: F401 - re-exported: its old home
 
 MODEL_FOV_PX = 256
 MODEL_PIXEL_MM = 1.4
 HU_CLIP = (-1024.0, 2000.0)
 CLAHE_CLIP = 7.0  # OpenCV's units (scikit-image's 7/256 gives the same picture, 25x slower)
 CLAHE_TILES = (8, 8)
-
-
-class Intensity(str, Enum):
-    """What the numbers of a slice mean."""
-
-    HU = "hu"  # Hounsfield units from CT (NIfTI, DICOM)
-    DISPLAY = "display"  # an 8-bit or otherwise windowed picture
-    ENHANCED = "enhanced"  # already min-max scaled and CLAHE-enhanced, 0..255 (ma20)
 
 
 def scale_factor(matrix_px: int, pixel_mm: float | None = None) -> float:

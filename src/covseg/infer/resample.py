@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 SLAB = 32  # slices resampled at a time
 
@@ -16,6 +14,9 @@ def resize_planes(volume: np.ndarray, size: tuple[int, int], labels: bool = Fals
         rows = _nearest_index(volume.shape[1], size[0])
         cols = _nearest_index(volume.shape[2], size[1])
         return np.take(np.take(volume, rows, axis=1), cols, axis=2)
+    import torch  # here, not at the top: reading and refusing scans must not wait for torch
+    import torch.nn.functional as F
+
     out = np.empty((volume.shape[0], *size), dtype=np.float32)
     antialias = size[0] < volume.shape[1]
     for z in range(0, volume.shape[0], SLAB):  # slab by slab: no float copy of the whole volume

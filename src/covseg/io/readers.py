@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from covseg.errors import InputError
-from covseg.infer.preprocess import Intensity
+from covseg.intensity import Intensity
 from covseg.io.limits import (MAX_PICTURE_PIXELS, check_spacing, check_volume, quiet_native_stderr,
                               regular_file_size)
 from covseg.io.prechecks import (DicomSlice, check_nifti, check_npy, mat_image_names,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from covseg.infer.preprocess import Intensity
+from covseg.intensity import Intensity
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from covseg.errors import OutputExistsError
+from covseg.io.outputs import DISK_FULL, disk_full, file_mode
 from covseg.io.scan import Scan
 
 
@@ -37,7 +38,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], force: bool = 
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp made it 0600; results follow the user's umask
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise disk_full(path) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
