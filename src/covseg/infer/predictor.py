@@ -7,9 +7,7 @@ abnormal versus normal inside the lungs.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,50 +17,15 @@ import torch
 from covseg.errors import InputError
 from covseg.infer.postprocess import PostProcess
 from covseg.labels import ABNORMAL, NORMAL
-from covseg.models import build_model
+from covseg.models.weights import (DEFAULT_INT8, DEFAULT_WEIGHTS, WEIGHTS_DIR, cached_onnx,
+                                   describe_weights, load_model, sha256)
 from covseg.runtime import autocast, resolve_precision
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "anamnet_ma20.pt"
-DEFAULT_INT8 = WEIGHTS_DIR / "anamnet_ma20.int8.onnx"
+__all__ = ["LesionSegmenter", "Network", "load_model", "sha256", "onnx_session", "DEFAULT_WEIGHTS",
+           "DEFAULT_INT8", "WEIGHTS_DIR", "ensemble_meta"]
+
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 MULTIPLE = 16
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def load_model(weights: str | Path | None = None, model: str | None = None) -> tuple[torch.nn.Module, dict]:
-    """Network and metadata from a weights file (default: the shipped Anam-Net).
-
-    The metadata file beside the weights (same name, .json) names the architecture; a bare
-    weights file needs `model`. Accepts plain state dicts and training checkpoints.
-    """
-    path = Path(weights) if weights else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise InputError(f"weights file not found: {path}")
-    meta_path = path.with_suffix(".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    meta.setdefault("sha256", sha256(path))  # names the weights in reports and the ONNX cache
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise InputError(f"{path}: not a readable PyTorch weights file ({exc.__class__.__name__})") from None
-    if "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    name = model or meta.get("model", "anamnet")
-    net = build_model(name, **meta.get("model_args", {}))
-    try:
-        net.load_state_dict(state)
-    except RuntimeError:
-        raise InputError(f"{path}: these weights do not fit the '{name}' model; pass the right "
-                         "model name") from None
-    return net.eval(), meta
 
 
 def onnx_session(path: Path, threads: int | None):
@@ -128,15 +91,7 @@ class Network:
                 raise InputError("the int8 backend runs the shipped model only; export your "
                                  "weights with `covseg export --int8` and run them with onnxruntime")
             return DEFAULT_INT8
-        from covseg.export.onnx import export_fp32
-        cache = Path(tempfile.gettempdir()) / "covseg-onnx"
-        cache.mkdir(exist_ok=True)
-        path = cache / f"{self.meta['sha256']}.onnx"
-        if not path.is_file():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            export_fp32(self.model, tmp)
-            tmp.replace(path)
-        return path
+        return cached_onnx(self.model, self.meta["sha256"])  # named by the file's own hash
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self._session is not None:
@@ -150,8 +105,7 @@ def ensemble_meta(metas: list[dict]) -> dict:
     """Metadata of several networks averaged as one: names, training data and one combined hash."""
     joined = hashlib.sha256("".join(m["sha256"] for m in metas).encode()).hexdigest()
     return {"name": "ensemble of " + ", ".join(m.get("name", "custom") for m in metas),
-            "sha256": joined, "members": [{"name": m.get("name", "custom"), "sha256": m["sha256"],
-                                           "trained_on": m.get("trained_on")} for m in metas],
+            "sha256": joined, "members": [describe_weights(m) for m in metas],
             "trained_on": [m.get("trained_on") for m in metas]}
 
 
