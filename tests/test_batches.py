@@ -1,0 +1,208 @@
+"""Outputs and batches: checked before work, umask, full disk, resumable, isolated, locked."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from covseg.errors import OutputError
+from covseg.io import atomic_write
+from covseg.io.outputs import DONE_NAME, LOCK_NAME, TMP_PREFIX, batch_lock
+
+SCANS = 5
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory) -> list[Path]:
+    """Small synthetic chest CTs, each a little different (seconds a scan, not minutes)."""
+    from covseg import make_phantom
+    from covseg.demo import save_phantom
+
+    folder = tmp_path_factory.mktemp("scans")
+    return [save_phantom(make_phantom(shape=(24, 96, 96), spacing=(6.0, 3.6, 3.6), seed=k),
+                         folder / f"scan{k}.nii.gz") for k in range(SCANS)]
+
+
+def _segment_cmd(scans: list[Path], out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "covseg", "segment", *map(str, scans), "-o", str(out), *extra]
+
+
+def _run(scans: list[Path], out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_segment_cmd(scans, out, *extra), capture_output=True, text=True,
+                          timeout=600)
+
+
+def _summary(out: Path) -> list[dict]:
+    import csv
+
+    with open(out / "summary.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _masks(folder: Path) -> dict[str, np.ndarray]:
+    return {n: np.asarray(nib.load(folder / n).dataobj) for n in ("lesions.nii.gz", "lungs.nii.gz")}
+
+
+def _leftovers(out: Path) -> list[Path]:
+    """Hidden files and folders a finished batch must not hold (its lock file and records aside)."""
+    keep = {LOCK_NAME, DONE_NAME}
+    return [p for p in out.rglob(".*") if p.name not in keep]
+
+
+@pytest.fixture(scope="module")
+def reference(scans, tmp_path_factory) -> Path:
+    """An uninterrupted batch of all scans."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    done = _run(scans, out)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_a_killed_batch_resumes_to_the_same_results(scans, reference, tmp_path):
+    out = tmp_path / "out"
+    child = subprocess.Popen(_segment_cmd(scans, out), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "scan0").is_dir() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    finished = {p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    assert "scan0" in finished and len(finished) < SCANS, finished
+    stamps = {n: (out / n / "lesions.nii.gz").stat().st_mtime_ns for n in finished}
+    # what else an interrupted run can leave: a half-written file, a dead run's folder
+    (out / "scan0" / ".lungs.nii.ab12cd_3.nii.gz").write_bytes(b"half")
+    (out / f"{TMP_PREFIX}scan9-{child.pid}").mkdir(exist_ok=True)
+
+    done = _run(scans, out)
+    assert done.returncode == 0, done.stderr
+    assert _leftovers(out) == []
+    rows = {Path(r["scan"]).name: r for r in _summary(out)}
+    for k, scan in enumerate(scans):
+        name = f"scan{k}"
+        row = rows[scan.name]
+        assert row["status"] == "ok"
+        assert ("skipped" in row["message"]) == (name in finished), row
+        assert all(np.array_equal(a, b) for a, b in
+                   zip(_masks(out / name).values(), _masks(reference / name).values())), name
+    for name, stamp in stamps.items():
+        assert (out / name / "lesions.nii.gz").stat().st_mtime_ns == stamp  # not redone
+
+
+def test_rerun_skips_and_force_redoes(scans, reference, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    done = _run(scans[:2], out)
+    assert done.returncode == 0 and done.stdout.count("skipped") == 2, done.stdout
+    done = _run(scans[:2], out, "--force")
+    assert done.returncode == 0 and "skipped" not in done.stdout, done.stdout
+    assert all(not r["message"] for r in _summary(out))
+
+
+def test_a_changed_scan_is_redone(scans, tmp_path):
+    import shutil
+
+    pair = [tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"]
+    for src, dest in zip(scans, pair):
+        shutil.copy(src, dest)
+    out = tmp_path / "out"
+    assert _run(pair, out).returncode == 0
+    shutil.copy(scans[2], pair[1])  # b is another scan now
+    done = _run(pair, out)
+    assert done.returncode == 0
+    rows = _summary(out)
+    assert "skipped" in rows[0]["message"] and not rows[1]["message"], rows
+    record = json.loads((out / "b" / DONE_NAME).read_text())
+    assert record["input"]["size"] == pair[1].stat().st_size
+
+
+def test_a_failure_of_any_kind_is_a_row(scans, tmp_path, monkeypatch, capsys):
+    from covseg.infer import pipeline
+
+    real = pipeline.segment
+    faults = {"scan1": RuntimeError("a library broke"), "scan2": MemoryError()}
+
+    def flaky(path, *args, **kwargs):
+        fault = faults.get(pipeline.scan_name(Path(path)))
+        if fault is not None:
+            raise fault
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "segment", flaky)
+    out = tmp_path / "out"
+    rows = pipeline.segment_many(scans[:4], out, progress=False)
+    assert [r["status"] for r in rows] == ["ok", "failed", "failed", "ok"]
+    assert "RuntimeError: a library broke" in rows[1]["message"]
+    assert "MemoryError" in rows[2]["message"]
+    assert "Traceback" not in capsys.readouterr().err  # only with --debug
+    assert not (out / "scan1").exists() and _leftovers(out) == []
+    assert len(_summary(out)) == 4
+
+
+def test_a_second_writer_is_kept_out(scans, tmp_path, cli):
+    out = tmp_path / "out"
+    out.mkdir()
+    with batch_lock(out):
+        code, _, err = cli("segment", scans[0], scans[1], "-o", out)
+    assert code == 2 and "another covseg run is writing into" in err and err.count("\n") == 1
+    assert list(out.iterdir()) == [out / LOCK_NAME]
+
+
+@pytest.mark.parametrize("case", ["file", "under_a_file", "not_writable"])
+def test_outputs_are_checked_before_any_work(scans, tmp_path, cli, monkeypatch, case):
+    import covseg.io.outputs as outputs
+
+    target = tmp_path / "taken"
+    target.write_text("mine")
+    out = {"file": target, "under_a_file": target / "sub", "not_writable": tmp_path / "new"}[case]
+    if case == "not_writable":
+        monkeypatch.setattr(outputs.os, "access", lambda path, mode: False)  # root writes anywhere
+    for args in ([scans[0]], scans[:2]):
+        code, _, err = cli("segment", *args, "-o", out)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "torch" not in err
+    assert target.read_text() == "mine" and not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_outputs_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = atomic_write(tmp_path / "r.json", lambda tmp: tmp.write_text("{}"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(scans, tmp_path, cli, monkeypatch):
+    import covseg.io.writers as writers
+
+    real, calls = writers._write_nifti, []
+
+    def second_write_fails(scan, labels, tmp):
+        calls.append(tmp)
+        if len(calls) == 2:  # the lesion mask is written, the lung mask hits a full disk
+            tmp.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(scan, labels, tmp)
+
+    monkeypatch.setattr(writers, "_write_nifti", second_write_fails)
+    out = tmp_path / "out"
+    code, _, err = cli("segment", scans[0], "-o", out)
+    assert code == 2 and "no space left" in err and err.count("\n") == 1, err
+    assert not out.exists()
+    with pytest.raises(OutputError):
+        atomic_write(tmp_path / "x.csv", lambda tmp: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    assert list(tmp_path.glob(".x*")) == []
