@@ -307,7 +307,7 @@ def _write_files(result: SegmentationResult, out: Path, names: dict[str, str], f
     result.report["files"] = {k: str(v.name) for k, v in files.items()}
     atomic_write(files["json"], lambda tmp: tmp.write_text(json.dumps(result.report, indent=2)), force)
     written.append(files["json"])
-    page = render_html(result.report, result.pictures)
+    page = render_html(result.report, result.pictures, result.scan, result.labels)
     files["html"] = atomic_write(out / names["html"], lambda tmp: tmp.write_text(page), force)
     written.append(files["html"])
     result.files = files
