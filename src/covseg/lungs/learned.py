@@ -46,7 +46,8 @@ class LungModel:
         with torch.inference_mode():
             for k in range(0, len(small), self.batch_size):
                 x = torch.from_numpy(small[k:k + self.batch_size, None])
-                out.append(torch.softmax(self.model(x), 1)[:, 1].numpy())
+                # lung = not background: a 2-class model (lung) or a 3-class one (abnormal, normal)
+                out.append(1.0 - torch.softmax(self.model(x), 1)[:, 0].numpy())
         return resize_planes(np.concatenate(out), (side, side))[:, :h, :w]
 
     def apply(self, stack: np.ndarray, intensity: Intensity | str) -> np.ndarray:
