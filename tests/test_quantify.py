@@ -39,7 +39,19 @@ def test_counts_table_matches_masks():
     assert not counts[:, :, 0].any()  # outside the lungs is not counted
 
 
-@pytest.mark.parametrize("percent,grade", [(0, "CT-0"), (0.01, "CT-1"), (24.99, "CT-1"), (25, "CT-2"),
+@pytest.mark.parametrize("percent,grade", [(0, "CT-0"), (0.01, "CT-0"), (0.05, "CT-0"), (0.06, "CT-1"), (24.99, "CT-1"), (25, "CT-2"),
                                            (50, "CT-3"), (74.9, "CT-3"), (75, "CT-4"), (100, "CT-4")])
 def test_severity_grades(percent, grade):
     assert severity_grade(percent) == grade
+
+
+def test_a_lesion_free_phantom_is_graded_ct0_with_its_rule(tmp_path):
+    """The false-positive level the CT-0 rule rests on, measured again: healthy lungs, no lesion."""
+    import covseg
+    from covseg.demo import save_phantom
+
+    save_phantom(covseg.make_phantom(shape=(32, 128, 128), spacing=(5.0, 2.8, 2.8), seed=1,
+                                     with_lesions=False), tmp_path / "healthy.nii.gz")
+    q = covseg.segment(tmp_path / "healthy.nii.gz", pictures=False).quantification
+    assert q["involvement_percent"] <= 0.05
+    assert q["severity"]["grade"] == "CT-0" and q["severity"]["rule"]

@@ -60,8 +60,13 @@ def _tube(axes, start, end, radius) -> np.ndarray:
 
 
 def make_phantom(shape: tuple[int, int, int] = (64, 256, 256),
-                 spacing: tuple[float, float, float] = (2.5, 1.4, 1.4), seed: int = 0) -> Phantom:
-    """Build the phantom; x runs from the patient's right (left of image) to left, y anterior->posterior."""
+                 spacing: tuple[float, float, float] = (2.5, 1.4, 1.4), seed: int = 0,
+                 with_lesions: bool = True) -> Phantom:
+    """Build the phantom; x runs from the patient's right (left of image) to left, y anterior->posterior.
+
+    `with_lesions=False` gives the same chest with healthy lungs: the lesion-free lung the
+    false-positive level is measured on.
+    """
     rng = np.random.default_rng(seed)
     nz, ny, nx = shape
     axes = [(np.arange(n) - n / 2 + 0.5) * d for n, d in zip(shape, spacing)]
@@ -109,9 +114,12 @@ def make_phantom(shape: tuple[int, int, int] = (64, 256, 256),
     for side, label in ((-1, 1), (1, 2)):
         centre = (-0.5 * lung_z, 55, side * 88)
         consolidation |= _ellipsoid(z, y, x, centre, (10, 10, 8)) & (lungs == label)
-    hu[lesions] = HU_GGO
-    hu[consolidation] = HU_CONSOLIDATION
     lesions |= consolidation
+    if with_lesions:
+        hu[lesions & ~consolidation] = HU_GGO
+        hu[consolidation] = HU_CONSOLIDATION
+    else:
+        lesions[:] = False
 
     airway = _tube(axes, (half_z, -25, 0), (0.25 * half_z, -20, 0), 8.0)
     for side in (-1, 1):

@@ -1,4 +1,11 @@
-"""Severity grade from % lung involvement (the CT-0..CT-4 scale of MosMedData and the thesis)."""
+"""Severity grade from % lung involvement (the CT-0..CT-4 scale of MosMedData and the thesis).
+
+CT-0 means no disease, so involvement within the false-positive level of lesion-free lung is
+CT-0, not CT-1. The level: on lesion-free lung covseg calls at most 0.01 % abnormal (the healthy
+phantom, `make_phantom(with_lesions=False)`, seeds 0-2: 0.00 / 0.01 / 0.00 %; the Anam-Net
+paper's lesion-free slice 292 as a picture: 0.00 %; an earlier model gave it 0.02 %). The cut is
+set at 0.05 %, above every level measured, and each grade records the rule that decided it.
+"""
 from __future__ import annotations
 
 GRADES = (
@@ -8,16 +15,27 @@ GRADES = (
     ("CT-3", "severe: 50-75 %"),
     ("CT-4", "critical: over 75 %"),
 )
+FALSE_POSITIVE_PERCENT = 0.05
 
 
 def severity_grade(involvement_percent: float) -> str:
-    """CT-0 for none, CT-1 < 25 %, CT-2 25-50 %, CT-3 50-75 %, CT-4 > 75 %."""
-    if involvement_percent <= 0.0:
-        return "CT-0"
+    """CT-0 up to the false-positive level, CT-1 < 25 %, CT-2 25-50 %, CT-3 50-75 %, CT-4 > 75 %."""
+    return severity(involvement_percent)["grade"]
+
+
+def severity(involvement_percent: float) -> dict:
+    """The grade, what it means and the rule that decided it (kept in report.json)."""
+    if involvement_percent <= FALSE_POSITIVE_PERCENT:
+        rule = ("no lesion found" if involvement_percent <= 0 else
+                f"{involvement_percent:.3f} % is within the false-positive level of lesion-free "
+                f"lung (<= {FALSE_POSITIVE_PERCENT} %): graded as no involvement")
+        return {"grade": "CT-0", "meaning": grade_description("CT-0"), "rule": rule}
     for upper, grade in ((25.0, "CT-1"), (50.0, "CT-2"), (75.0, "CT-3")):
         if involvement_percent < upper:
-            return grade
-    return "CT-4"
+            return {"grade": grade, "meaning": grade_description(grade),
+                    "rule": f"involvement {involvement_percent:.2f} % < {upper:g} %"}
+    return {"grade": "CT-4", "meaning": grade_description("CT-4"),
+            "rule": f"involvement {involvement_percent:.2f} % >= 75 %"}
 
 
 def grade_description(grade: str) -> str:

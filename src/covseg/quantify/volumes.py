@@ -5,7 +5,7 @@ import numpy as np
 
 from covseg.labels import ABNORMAL
 from covseg.lungs.threshold import LEFT, RIGHT
-from covseg.quantify.severity import grade_description, severity_grade
+from covseg.quantify.severity import severity
 
 
 def _percent(part: int, whole: int) -> float:
@@ -43,12 +43,11 @@ def quantify(labels: np.ndarray, lung_sides: np.ndarray, voxel_ml: float) -> dic
                           "involvement_percent": round(_percent(n_lesion, n_lung), 2)}
     n_lesion, n_lung = int(lesion_z.sum()), int(lung_z.sum())
     total = _percent(n_lesion, n_lung)
-    grade = severity_grade(total)
     return {
         "lung_ml": round(n_lung * voxel_ml, 2),
         "lesion_ml": round(n_lesion * voxel_ml, 2),
         "involvement_percent": round(total, 2),
-        "severity": {"grade": grade, "meaning": grade_description(grade)},
+        "severity": severity(total),
         "lungs": per_lung,
         "per_slice_involvement_percent": [round(_percent(int(a), int(b)), 2)
                                           for a, b in zip(lesion_z, lung_z)],
