@@ -39,7 +39,8 @@ def test_counts_table_matches_masks():
     assert not counts[:, :, 0].any()  # outside the lungs is not counted
 
 
-@pytest.mark.parametrize("percent,grade", [(0, "CT-0"), (0.01, "CT-0"), (0.05, "CT-0"), (0.06, "CT-1"), (24.99, "CT-1"), (25, "CT-2"),
+@pytest.mark.parametrize("percent,grade", [(0, "CT-0"), (0.01, "CT-0"), (0.05, "CT-0"), (0.06, "CT-1"),
+                                           (24.99, "CT-1"), (25, "CT-2"),
                                            (50, "CT-3"), (74.9, "CT-3"), (75, "CT-4"), (100, "CT-4")])
 def test_severity_grades(percent, grade):
     assert severity_grade(percent) == grade

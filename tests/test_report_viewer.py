@@ -36,7 +36,8 @@ return {lit: n, red: red, green: green, url: c.toDataURL()};"""
 
 
 def artifacts() -> Path:
-    root = Path(os.environ.get("COVSEG_ARTIFACTS") or Path(__file__).resolve().parents[1] / "runs" / "artifacts")
+    default = Path(__file__).resolve().parents[1] / "runs" / "artifacts"
+    root = Path(os.environ.get("COVSEG_ARTIFACTS") or default)
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -130,14 +131,15 @@ def test_viewer_scrolls_jumps_and_toggles(browser, phantom_report):
 
     plot = browser.find_element("id", "v-plot")  # the right end of the plot is the top slice
     width = plot.rect["width"]
-    ActionChains(browser).move_to_element_with_offset(plot, int(width * (595 - 300) / 600), 0).click().perform()
+    right_end = int(width * (595 - 300) / 600)
+    ActionChains(browser).move_to_element_with_offset(plot, right_end, 0).click().perform()
     assert int(viewer.get_attribute("data-slice")) == slices - 1
     ActionChains(browser).move_to_element_with_offset(plot, 0, 0).click().perform()  # the middle
     middle = int(viewer.get_attribute("data-slice"))
     assert abs(middle - (slices - 1) * (300 - 44) / (590 - 44)) <= 1
 
-    browser.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))",
-                           slider, start)
+    set_value = "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))"
+    browser.execute_script(set_value, slider, start)
     with_overlay = _shown(browser, viewer, start)
     browser.find_element("id", "v-overlay").click()
     plain = browser.execute_script(PIXELS)
@@ -176,8 +178,8 @@ def test_picture_has_no_window_presets(browser, tmp_path):
               "input": {"source": "p.png", "format": "picture", "shape_zyx": [1, 120, 160],
                         "spacing_known": False}}
     page = tmp_path / "report.html"
-    page.write_text(render_html(report, {"overlay": png_bytes(overlay(picture[0], labels[0], scan.intensity))},
-                                 scan, labels))
+    pictures = {"overlay": png_bytes(overlay(picture[0], labels[0], scan.intensity))}
+    page.write_text(render_html(report, pictures, scan, labels))
     viewer = _open(browser, page)
     shown = _shown(browser, viewer, 0)
     assert shown["red"] > 0 and shown["green"] > 0

@@ -121,7 +121,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(evaluate_lungs(args.lungs, folds=args.folds, limit=args.limit).table())
         return 0
     segmenter = LesionSegmenter(args.weights, model=args.model, mirror=args.mirror,
-                                precision=args.precision, postprocess=PostProcess() if args.no_postprocess else None)
+                                precision=args.precision,
+                                postprocess=PostProcess() if args.no_postprocess else None)
     report = evaluate_model(config=args.config, dataset=args.dataset, folds=args.folds,
                             csv_path=args.csv, limit=args.limit, force=args.force,
                             segmenter=segmenter)

@@ -60,20 +60,21 @@ def autocast(precision: str) -> contextlib.AbstractContextManager:
 
 
 def fastest_precision(step: Callable[[str], None], repeats: int = 3) -> tuple[str, dict[str, float]]:
-    """Time `step(precision)` for fp32 and, where native, bf16; the faster one and the medians.
+    """Time `step(precision)` for fp32 and, where native, bf16; the faster one and the times.
 
-    The first call of each is a warm-up (oneDNN picks its kernels then) and is not counted.
+    The first call of each is a warm-up (oneDNN picks its kernels then). The candidates take
+    turns and each keeps its fastest time, so a burst of other work on the machine slows both
+    alike instead of deciding the choice.
     """
     candidates = ["fp32", "bf16"] if has_fast_bf16() else ["fp32"]
-    seconds = {}
     for precision in candidates:
         step(precision)
-        times = []
-        for _ in range(repeats):
+    seconds = {p: float("inf") for p in candidates}
+    for _ in range(repeats):
+        for precision in candidates:
             t = time.perf_counter()
             step(precision)
-            times.append(time.perf_counter() - t)
-        seconds[precision] = sorted(times)[len(times) // 2]
+            seconds[precision] = min(seconds[precision], time.perf_counter() - t)
     return min(seconds, key=seconds.get), seconds
 
 

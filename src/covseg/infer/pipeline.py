@@ -24,7 +24,7 @@ from covseg.infer.framing import Framing, from_geometry, from_lungs, turns_uprig
 from covseg.infer.preprocess import model_input
 from covseg.infer.resample import model_plane_size, resize_planes
 from covseg.io.qa import check_input
-from covseg.io import (Scan, atomic_write, check_writable, chest_ct_warnings, mask_suffix, read_scan,
+from covseg.io import (Scan, atomic_write, chest_ct_warnings, mask_suffix, read_scan,
                        write_csv, write_mask)
 from covseg.labels import ABNORMAL, NORMAL
 from covseg.lungs import extract_lungs, resolve_method, split_slices

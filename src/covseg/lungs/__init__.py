@@ -6,7 +6,8 @@ import numpy as np
 from covseg.errors import InputError
 from covseg.infer.preprocess import Intensity
 from covseg.lungs.display import extract_lungs_display
-from covseg.lungs.threshold import LEFT, RIGHT, extract_lungs_hu, split_left_right
+from covseg.labels import LEFT, RIGHT
+from covseg.lungs.threshold import extract_lungs_hu, split_left_right
 
 METHODS = ("auto", "hu", "model", "intensity")
 

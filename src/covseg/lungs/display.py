@@ -10,7 +10,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
-from covseg.lungs.threshold import LEFT, RIGHT, close_and_fill, split_left_right
+from covseg.labels import LEFT, RIGHT
+from covseg.lungs.threshold import close_and_fill, split_left_right
 
 MIN_AREA_FRACTION = 0.01
 

@@ -16,7 +16,8 @@ import torch
 from covseg.infer.predictor import WEIGHTS_DIR, load_model
 from covseg.infer.preprocess import Intensity, enhance
 from covseg.infer.resample import resize_planes
-from covseg.lungs.threshold import LEFT, RIGHT, close_and_fill, largest_components, split_left_right
+from covseg.labels import LEFT, RIGHT
+from covseg.lungs.threshold import close_and_fill, largest_components, split_left_right
 
 DEFAULT_LUNG_WEIGHTS = WEIGHTS_DIR / "lungs_ma20.pt"
 LUNG_MODEL_PX = 128

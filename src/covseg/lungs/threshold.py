@@ -18,11 +18,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from covseg.labels import LEFT, RIGHT
+
 AIR_HU = -320.0
 AIRWAY_HU = -900.0
 PURE_AIR_HU = -950.0
 MIN_LUNG_SECTION_MM2 = 1000.0  # 10 cm^2: the smallest largest-section a lung may have
-RIGHT, LEFT = 1, 2
 
 
 def _touching_border(mask: np.ndarray) -> np.ndarray:

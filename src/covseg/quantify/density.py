@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from covseg.labels import ABNORMAL
-from covseg.lungs.threshold import LEFT, RIGHT
+from covseg.labels import ABNORMAL, LEFT, RIGHT
 
 BANDS: tuple[tuple[str, float, float], ...] = (
     ("hyperinflated", -np.inf, -950.0),

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from covseg.labels import ABNORMAL
-from covseg.lungs.threshold import LEFT, RIGHT
+from covseg.labels import ABNORMAL, LEFT, RIGHT
 from covseg.quantify.severity import severity
 
 

@@ -9,10 +9,11 @@ import io
 
 import numpy as np
 
+from covseg.labels import ABNORMAL, COLOURS
+
 from covseg.infer.preprocess import Intensity
 
 LUNG_WINDOW = (-1350.0, 150.0)
-COLOURS = {1: (230, 30, 30), 2: (40, 200, 60)}
 ALPHA = 0.4
 
 
@@ -68,7 +69,7 @@ def involvement_plot(per_slice: list[float]) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 2.6), dpi=100)
-    ax.fill_between(range(len(per_slice)), per_slice, color=np.asarray(COLOURS[1]) / 255, alpha=0.6)
+    ax.fill_between(range(len(per_slice)), per_slice, color=np.asarray(COLOURS[ABNORMAL]) / 255, alpha=0.6)
     ax.plot(per_slice, color="darkred", lw=1)
     ax.set_xlabel("slice (feet \u2192 head)")
     ax.set_ylabel("lung involved (%)")

@@ -15,7 +15,8 @@ from covseg.report import viewer_ui
 from covseg.report.viewer import data_script, viewer_data
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1240px;padding:0 20px;color:#222}
-table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:5px 12px;text-align:right;font-size:16px}
+table{border-collapse:collapse;margin:.6em 0}
+td,th{border:1px solid #ccc;padding:5px 12px;text-align:right;font-size:16px}
 th{background:#f3f3f3}.override{color:#fff;background:#c00;padding:.6em;font-weight:bold}.warn{color:#a40;}
 .key{display:flex;flex-wrap:wrap;gap:28px;align-items:center;margin:.4em 0 1em}
 .key .grade{font-size:40px;font-weight:bold;padding:4px 16px;border-radius:6px;background:#263238;color:#fff}
@@ -46,7 +47,8 @@ def _key_numbers(q: dict, unit: str) -> str:
         f"<tr><th>{side} lung</th><td>{v['lung_ml']:.1f}</td><td>{v['lesion_ml']:.1f}</td>"
         f"<td>{v['involvement_percent']:.1f}</td></tr>" for side, v in q["lungs"].items())
     return f"""<div class="key"><span class="grade">{html.escape(q['severity']['grade'])}</span>
-<span><span class="big">{q['involvement_percent']:.1f} %</span><span class="cap">of the lungs involved</span></span>
+<span><span class="big">{q['involvement_percent']:.1f} %</span>
+<span class="cap">of the lungs involved</span></span>
 <span><span class="big">{_amount(q['lung_ml'])} {unit}</span><span class="cap">lungs</span></span>
 <span><span class="big">{_amount(q['lesion_ml'])} {unit}</span><span class="cap">lesions</span></span>
 <span class="note">{html.escape(q['severity']['meaning'])}</span></div>

@@ -16,14 +16,13 @@ import numpy as np
 from PIL import Image
 
 from covseg.io.scan import Scan
-from covseg.labels import ABNORMAL, NORMAL
+from covseg.labels import ABNORMAL, COLOURS, NORMAL
 
 MAX_SIDE = 256
 QUALITIES = (75, 60, 45, 30)  # WebP qualities, best first: the first that fits BUDGET
 BUDGET = 8_000_000  # bytes of base64 for all slices: e-mail limits are often 10-25 MB
 SAMPLES = 12  # slices encoded to predict the size
 PRESETS = {"lung": (-600.0, 1500.0), "mediastinal": (50.0, 350.0)}  # (level, width) in HU
-LABEL_PALETTE = {ABNORMAL: (230, 30, 30), NORMAL: (40, 200, 60)}
 
 
 def _b64(image: Image.Image, fmt: str, **options) -> str:
@@ -49,7 +48,7 @@ def _label_png(labels: np.ndarray, size: tuple[int, int]) -> str:
     small = np.asarray([0, ABNORMAL, NORMAL], np.uint8)[votes.argmax(axis=0)]
     image = Image.fromarray(small, mode="P")
     palette = [0, 0, 0] * 256
-    for k, rgb in LABEL_PALETTE.items():
+    for k, rgb in COLOURS.items():
         palette[3 * k:3 * k + 3] = rgb
     image.putpalette(palette)
     return _b64(image, "PNG", optimize=True, transparency=0)
