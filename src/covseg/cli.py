@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from covseg import __version__
-from covseg.errors import CovsegError
+from covseg.errors import CovsegError, InputError
 from covseg.runtime import PRECISIONS
 
 
@@ -43,21 +43,30 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     check_output_dir(args.output)  # before anything is read or loaded
     if len(args.scans) > 1:
+        if args.lung_mask:
+            raise InputError("--lung-mask belongs to one scan; give one scan with it")
         return _segment_batch(args)
     from covseg.io import mask_suffix, read_scan
 
     scan = read_scan(args.scans[0], key=args.key)  # a bad file is refused before torch loads
     from covseg.infer.pipeline import check_outputs, output_names, segment
 
-    check_outputs(args.output, list(output_names(mask_suffix(scan)).values()), args.force)
+    from covseg.io.dicom_seg import choose_formats, parse_formats, select_outputs
+
+    formats = choose_formats(scan, parse_formats(args.format))  # refused before torch loads
+    check_outputs(args.output, list(select_outputs(output_names(mask_suffix(scan)), formats).values()),
+                  args.force)
     result = segment(scan, args.output, force=args.force, segmenter=_segmenter(args),
-                     progress=True, lungs=args.lungs, override_qa=args.override_qa)
+                     progress=True, lungs=args.lungs, override_qa=args.override_qa,
+                     lung_mask=args.lung_mask, formats=formats, seg_type=args.seg_type)
     q = result.quantification
-    print(f"lungs {q['lung_ml']:.1f} mL, lesions {q['lesion_ml']:.1f} mL, involvement "
-          f"{q['involvement_percent']:.1f} % (right {q['lungs']['right']['involvement_percent']:.1f} %, "
-          f"left {q['lungs']['left']['involvement_percent']:.1f} %), grade {q['severity']['grade']}")
-    for w in result.report["warnings"]:
+    print(f"lungs {q.lung_ml:.1f} mL, lesions {q.lesion_ml:.1f} mL, involvement "
+          f"{q.involvement_percent:.1f} % (right {q.right.involvement_percent:.1f} %, "
+          f"left {q.left.involvement_percent:.1f} %), grade {q.severity.grade}")
+    for w in result.report.warnings:
         print(f"warning: {w}")
+    if "seg" in result.files:
+        print(f"DICOM-SEG: {result.files['seg']}")
     print(f"report: {result.files['html']}")
     return 0
 
@@ -224,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lungs", choices=["auto", "hu", "model", "intensity"], default="auto",
                    help="lung extractor (default: HU thresholds for CT, the lung model for pictures)")
     p.add_argument("--key", help="array name inside a .mat file")
+    p.add_argument("--lung-mask", type=Path, help="your own lung mask (a mask file on the scan's "
+                   "grid, non-zero = lung) instead of covseg's lung extraction; one scan only")
+    p.add_argument("--format", help="outputs, comma-separated: nifti, dicom-seg (default: both for "
+                   "a DICOM series, nifti otherwise)")
+    p.add_argument("--seg-type", choices=["binary", "fractional"], default="binary",
+                   help="DICOM-SEG segmentation type (default: binary)")
     p.add_argument("--override-qa", action="store_true", help="measure an input the QA refuses "
                    "(not CT, not HU, localiser, non-axial, tilted or gapped series): for experts; "
                    "the report then says so at the top, in red")

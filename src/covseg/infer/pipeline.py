@@ -24,13 +24,16 @@ from covseg.infer.framing import Framing, from_geometry, from_lungs, turns_uprig
 from covseg.infer.preprocess import model_input
 from covseg.infer.resample import model_plane_size, resize_planes
 from covseg.io.qa import check_input
+from covseg.io.dicom_seg import choose_formats, select_outputs, write_result_seg
 from covseg.io import (Scan, atomic_write, chest_ct_warnings, mask_suffix, read_scan,
                        write_csv, write_mask)
 from covseg.labels import ABNORMAL, NORMAL
-from covseg.lungs import extract_lungs, resolve_method, split_slices
+from covseg.lungs import extract_lungs, resolve_method, split_left_right, split_slices
 from covseg.quantify import quantify
 from covseg.quantify.density import quantify_density
 from covseg.report import render_html, render_pictures
+from covseg.report.model import (QA, Coverage, DensityGateInfo, DensityInfo, InputInfo, ModelInfo,
+                                 Preprocessing, Quantification, Report)
 
 LESION_SLAB = 64  # slices prepared and labelled at a time: bounds memory on long scans
 
@@ -42,13 +45,13 @@ class SegmentationResult:
     scan: Scan
     labels: np.ndarray  # (z, y, x) uint8: 0 background, 1 abnormal, 2 normal lung
     lungs: np.ndarray  # (z, y, x) uint8: 0 none, 1 right lung, 2 left lung
-    report: dict
+    report: Report
     pictures: dict[str, bytes] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
 
     @property
-    def quantification(self) -> dict:
-        return self.report["quantification"]
+    def quantification(self) -> Quantification:
+        return self.report.quantification
 
 
 class Stopwatch:
@@ -155,16 +158,24 @@ class Frame:
         return np.ascontiguousarray(np.rot90(a, -self.framing.turns, axes=(1, 2)))
 
 
-def _frame(scan: Scan, method: str) -> Frame:
-    """Lungs and the lesion model's grid: by pixel size for CT, from the lungs for pictures."""
+def _frame(scan: Scan, method: str, given: np.ndarray | None = None) -> Frame:
+    """Lungs and the lesion model's grid: by pixel size for CT, from the lungs for pictures.
+
+    `given`: a lung mask of the user's (any non-zero value is lung) instead of covseg's own.
+    """
     if scan.spacing_known:
         framing = from_geometry(max(scan.array.shape[1:]), scan.spacing[2])
         small = resize_planes(scan.array, model_plane_size(scan.array.shape[1:], framing.zoom))
-        sides, small_sides = _find_lungs(scan, small, framing.zoom, method)
+        if given is None:
+            sides, small_sides = _find_lungs(scan, small, framing.zoom, method)
+        else:
+            sides = split_left_right(given > 0)
+            small_sides = resize_planes(sides, small.shape[1:], labels=True)
         if not sides.any():
             raise _no_lungs_error(scan)
         return Frame(framing, scan.array, sides, small, small_sides)
-    found = extract_lungs(scan.array, scan.spacing, scan.intensity, method)
+    found = extract_lungs(scan.array, scan.spacing, scan.intensity, method) if given is None \
+        else given > 0
     if not found.any():
         raise _no_lungs_error(scan)
     turns = turns_upright(found > 0)
@@ -174,6 +185,19 @@ def _frame(scan: Scan, method: str) -> Frame:
     size = model_plane_size(image.shape[1:], framing.zoom)
     return Frame(framing, image, sides, resize_planes(np.ascontiguousarray(image), size),
                  resize_planes(sides, size, labels=True))
+
+
+def _given_lungs(scan: Scan, lung_mask: np.ndarray | str | Path) -> np.ndarray:
+    """A user's lung mask as a boolean (z, y, x) array on the scan's grid, or one clear refusal."""
+    if not isinstance(lung_mask, np.ndarray):
+        lung_mask = read_scan(lung_mask).array
+    mask = np.asarray(lung_mask)
+    if mask.ndim == 2:
+        mask = mask[None]
+    if mask.shape != scan.array.shape:
+        raise InputError(f"the lung mask has shape {mask.shape} but the scan {scan.array.shape}; "
+                         "give a mask on the scan's own grid")
+    return mask > 0
 
 
 def _find_lesions(scan: Scan, small: np.ndarray, small_lungs: np.ndarray,
@@ -211,30 +235,44 @@ def _full_resolution_labels(small_labels: np.ndarray, lung_sides: np.ndarray) ->
     return labels
 
 
+def _model_info(segmenter: LesionSegmenter) -> ModelInfo:
+    """The network as it ran: the hash of the weights file loaded (covseg.models.weights names
+    a file by its own bytes), and the backend and precision the segmenter settled on."""
+    meta = segmenter.meta
+    return ModelInfo(meta.get("name", "custom"), meta.get("sha256"), meta.get("trained_on"),
+                     segmenter.mirror, segmenter.backend, segmenter.precision)
+
+
 def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bool = False,
             segmenter: LesionSegmenter | None = None, pictures: bool = True,
             key: str | None = None, progress: bool = False,
-            lungs: str = "auto", override_qa: bool = False) -> SegmentationResult:
+            lungs: str = "auto", override_qa: bool = False,
+            lung_mask: np.ndarray | str | Path | None = None,
+            formats: tuple[str, ...] | None = None, seg_type: str = "binary") -> SegmentationResult:
     """Segment a scan (path or `Scan`); with `output`, write masks, report and pictures there.
 
     `lungs`: the lung method (covseg.lungs.METHODS); "auto" uses HU thresholds for CT in HU and
     the learned lung model for pictures. The input QA refuses what covseg cannot measure (not
     CT, not HU, localisers, non-axial, tilted or gapped series) unless `override_qa`; a scan
-    without lungs is always refused.
+    without lungs is always refused. `lung_mask`: the user's own lung mask (an array or a mask
+    file on the scan's grid) instead of covseg's lung extraction, recorded as lungs "given".
+    `formats`: "nifti" and/or "dicom-seg" (covseg.io.dicom_seg); default NIfTI masks, plus
+    lesions.seg.dcm (`seg_type` binary or fractional) for a DICOM input.
     """
     watch = Stopwatch()
     if not isinstance(scan, Scan):
         scan = read_scan(scan, key=key)
     qa = check_input(scan, override_qa)
     watch.lap("read")
-    names = output_names(mask_suffix(scan))
+    names = select_outputs(output_names(mask_suffix(scan)), choose_formats(scan, formats))
     if output is not None:
         check_outputs(Path(output), list(names.values()), force)
     segmenter = segmenter or LesionSegmenter()
     watch.lap("load_model")
 
-    method = resolve_method(lungs, scan.intensity)
-    frame = _frame(scan, method)
+    given = None if lung_mask is None else _given_lungs(scan, lung_mask)
+    method = resolve_method(lungs, scan.intensity) if given is None else "given"
+    frame = _frame(scan, method, given)
     coverage = lung_coverage(frame.sides)
     watch.lap("framing_and_lungs")
     small_labels = _find_lesions(scan, frame.small, frame.small_sides, segmenter, progress)
@@ -247,45 +285,40 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     voxel_ml = scan.voxel_volume_ml if scan.spacing_known else 1e-3
     gate = gate_by_density(labels, scan.array, scan.spacing) if scan.is_hu else None
     density = quantify_density(scan.array, lung_sides, labels, voxel_ml) if scan.is_hu else None
-    report = {
-        "covseg_version": __version__,
-        "input": {"source": str(scan.source), "format": scan.format,
-                  "shape_zyx": list(scan.array.shape), "spacing_mm_zyx": list(scan.spacing),
-                  "spacing_known": scan.spacing_known, "intensity": scan.intensity.value},
-        "quantification": quantify(labels, lung_sides, voxel_ml),
-        "density": density if density is not None else
-        {"note": "no HU in a picture: density is not measured and lesions are not gated"},
-        "density_gate": gate.as_dict(voxel_ml) if gate is not None else None,
-        "model": {"name": segmenter.meta.get("name", "custom"), "weights_sha256":
-                  segmenter.meta.get("sha256"), "trained_on": segmenter.meta.get("trained_on"),
-                  "mirror": segmenter.mirror, "backend": segmenter.backend,
-                  "precision": segmenter.precision},
-        "preprocessing": {"model_plane_px": list(size), **framing.as_dict(),
-                          "lungs": method, "contract": "covseg.infer.preprocess.model_input"},
-        "qa": qa.as_dict(),
-        "coverage": coverage,
-        "warnings": qa.warnings() + chest_ct_warnings(scan) + _coverage_warnings(coverage)
+    report = Report(
+        covseg_version=__version__,
+        input=InputInfo(str(scan.source), scan.format, list(scan.array.shape), list(scan.spacing),
+                        scan.spacing_known, scan.intensity.value),
+        quantification=Quantification.from_dict(quantify(labels, lung_sides, voxel_ml)),
+        density=DensityInfo.from_dict(density) if density is not None else None,
+        density_gate=DensityGateInfo.from_dict(gate.as_dict(voxel_ml)) if gate is not None else None,
+        model=_model_info(segmenter),
+        preprocessing=Preprocessing(list(size), **framing.as_dict(), lungs=method),
+        qa=QA.from_dict(qa.as_dict()),
+        coverage=Coverage.from_dict(coverage),
+        warnings=qa.warnings() + chest_ct_warnings(scan) + _coverage_warnings(coverage)
         + _density_warnings(gate, voxel_ml, lung_sides),
-        "timings_s": watch.seconds,
-    }
+        timings_s=watch.seconds,  # the same dict: the laps below still land in report.json
+    )
     watch.lap("labels_and_numbers")
     result = SegmentationResult(scan, labels, lung_sides, report)
     if pictures:
-        result.pictures = render_pictures(scan, labels, report["quantification"])
+        result.pictures = render_pictures(scan, labels, report.quantification)
         watch.lap("pictures")
     if output is not None:
-        _write(result, Path(output), names, force)
+        _write(result, Path(output), names, force, seg_type)
     return result
 
 
-def _write(result: SegmentationResult, out: Path, names: dict[str, str], force: bool) -> None:
+def _write(result: SegmentationResult, out: Path, names: dict[str, str], force: bool,
+           seg_type: str = "binary") -> None:
     """Write every output; on any failure (a full disk, a crash) remove what this call wrote, and
     the folder if it made it, so no partial set of results is left behind."""
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     try:
-        _write_files(result, out, names, force, written)
+        _write_files(result, out, names, force, written, seg_type)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
@@ -295,17 +328,22 @@ def _write(result: SegmentationResult, out: Path, names: dict[str, str], force: 
 
 
 def _write_files(result: SegmentationResult, out: Path, names: dict[str, str], force: bool,
-                 written: list[Path]) -> None:
+                 written: list[Path], seg_type: str = "binary") -> None:
     """The files of one result, each atomically; `written` collects them as they appear."""
-    files = {"labels": out / names["labels"], "lungs": out / names["lungs"]}
-    written.append(write_mask(result.scan, result.labels, files["labels"], force=force))
-    written.append(write_mask(result.scan, result.lungs, files["lungs"], force=force))
+    files = {k: out / names[k] for k in ("labels", "lungs") if k in names}  # not with dicom-seg only
+    for key, mask in (("labels", result.labels), ("lungs", result.lungs)):
+        if key in files:
+            written.append(write_mask(result.scan, mask, files[key], force=force))
+    if "seg" in names:
+        files["seg"] = write_result_seg(result, out / names["seg"], seg_type, force)
+        written.append(files["seg"])
     for key, data in result.pictures.items():
         files[key] = atomic_write(out / names[key], lambda tmp, d=data: tmp.write_bytes(d), force)
         written.append(files[key])
     files["json"] = out / names["json"]
-    result.report["files"] = {k: str(v.name) for k, v in files.items()}
-    atomic_write(files["json"], lambda tmp: tmp.write_text(json.dumps(result.report, indent=2)), force)
+    result.report.files = {k: str(v.name) for k, v in files.items()}
+    text = json.dumps(result.report.to_dict(), indent=2)
+    atomic_write(files["json"], lambda tmp: tmp.write_text(text), force)
     written.append(files["json"])
     page = render_html(result.report, result.pictures, result.scan, result.labels)
     files["html"] = atomic_write(out / names["html"], lambda tmp: tmp.write_text(page), force)
@@ -340,13 +378,13 @@ def _batch_settings(segmenter: LesionSegmenter, lungs: str, override_qa: bool) -
             "postprocess": segmenter.postprocess.as_dict()}
 
 
-def _quantified_row(q: dict) -> dict:
+def _quantified_row(q: Quantification) -> dict:
     """The summary columns of one scan's numbers."""
-    return {"status": "ok", "grade": q["severity"]["grade"],
-            "involvement_percent": q["involvement_percent"],
-            "right_percent": q["lungs"]["right"]["involvement_percent"],
-            "left_percent": q["lungs"]["left"]["involvement_percent"],
-            "lung_ml": q["lung_ml"], "lesion_ml": q["lesion_ml"]}
+    return {"status": "ok", "grade": q.severity.grade,
+            "involvement_percent": q.involvement_percent,
+            "right_percent": q.right.involvement_percent,
+            "left_percent": q.left.involvement_percent,
+            "lung_ml": q.lung_ml, "lesion_ml": q.lesion_ml}
 
 
 def _failure_message(exc: BaseException, where: Path) -> str:
