@@ -80,8 +80,8 @@ def test_inserted_lesions_are_found_with_their_volume(base, where, shape, radius
     found = (result.labels == 1) & region
     found_ml = found.sum() * voxel_ml
     assert abs(found_ml - truth_ml) <= 0.15 * truth_ml, (found_ml, truth_ml)
-    lung_before = before.quantification["lung_ml"]
-    assert abs(result.quantification["lung_ml"] - lung_before) <= 0.01 * lung_before
+    lung_before = before.quantification.lung_ml
+    assert abs(result.quantification.lung_ml - lung_before) <= 0.01 * lung_before
     outside = ~ndi.binary_dilation(region, iterations=2)  # the model's context blurs the edge
     changed = ((result.labels == 1) != (before.labels == 1)) & outside
     assert changed.sum() * voxel_ml < 1.0  # mL: the rest of the lungs is left as it was
@@ -89,13 +89,13 @@ def test_inserted_lesions_are_found_with_their_volume(base, where, shape, radius
 
 def test_density_figures_add_up_and_the_gate_is_recorded(base):
     report = base["result"].report
-    density, gate = report["density"], report["density_gate"]
-    lung_ml = report["quantification"]["lung_ml"]
-    total = sum(b["ml"] for b in density["bands"].values())
+    density, gate = report.density, report.density_gate
+    lung_ml = report.quantification.lung_ml
+    total = sum(b.ml for b in density.bands.values())
     assert abs(total - lung_ml) < 0.01 * lung_ml
-    assert abs(sum(b["percent"] for b in density["bands"].values()) - 100) < 0.1
-    assert -950 < density["mean_lung_hu"] < -500
-    assert density["bands"]["well_aerated"]["called_abnormal_ml"] == 0.0  # gated out
-    assert "-700" in gate["rule"] and gate["removed_ml"] > 0
+    assert abs(sum(b.percent for b in density.bands.values()) - 100) < 0.1
+    assert -950 < density.mean_lung_hu < -500
+    assert density.bands["well_aerated"].called_abnormal_ml == 0.0  # gated out
+    assert "-700" in gate.rule and gate.removed_ml > 0
     labels, hu = base["result"].labels, base["scan"].array
     assert np.median(hu[labels == 1]) - np.median(hu[labels == 2]) > 100  # anchored to density

@@ -54,5 +54,5 @@ def test_a_lesion_free_phantom_is_graded_ct0_with_its_rule(tmp_path):
     save_phantom(covseg.make_phantom(shape=(32, 128, 128), spacing=(5.0, 2.8, 2.8), seed=1,
                                      with_lesions=False), tmp_path / "healthy.nii.gz")
     q = covseg.segment(tmp_path / "healthy.nii.gz", pictures=False).quantification
-    assert q["involvement_percent"] <= 0.05
-    assert q["severity"]["grade"] == "CT-0" and q["severity"]["rule"]
+    assert q.involvement_percent <= 0.05
+    assert q.severity.grade == "CT-0" and q.severity.rule

@@ -20,6 +20,8 @@ from covseg.infer.preprocess import Intensity
 from covseg.io.scan import Geometry, Scan
 from covseg.report import render_html
 from covseg.report.figures import overlay, png_bytes
+from covseg.report.model import (QA, Coverage, InputInfo, LungNumbers, ModelInfo, Preprocessing,
+                                 Quantification, Report, Severity)
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -156,7 +158,7 @@ def test_viewer_scrolls_jumps_and_toggles(browser, phantom_report):
 
     grade = browser.find_element("css selector", ".key .grade")
     assert float(grade.value_of_css_property("font-size").removesuffix("px")) >= 20
-    assert grade.text == result.quantification["severity"]["grade"]
+    assert grade.text == result.quantification.severity.grade
     figure = browser.find_element("css selector", ".figs img")
     assert figure.rect["width"] >= 300  # pictures drawn large, not at their 96 px
 
@@ -170,13 +172,13 @@ def test_picture_has_no_window_presets(browser, tmp_path):
     labels[0, 40:70, 30:55] = 1
     scan = Scan(picture, (1.0, 1.0, 1.0), Intensity.DISPLAY, Geometry("plane"), tmp_path / "p.png",
                 "picture", spacing_known=False)
-    q = {"lung_ml": 4.0, "lesion_ml": 0.75, "involvement_percent": 18.75,
-         "severity": {"grade": "CT-1", "meaning": "mild"},
-         "lungs": {s: {"lung_ml": 2.0, "lesion_ml": 0.4, "involvement_percent": 18.0}
-                   for s in ("right", "left")}, "per_slice_involvement_percent": [18.75]}
-    report = {"quantification": q, "warnings": [], "model": {"name": "test"},
-              "input": {"source": "p.png", "format": "picture", "shape_zyx": [1, 120, 160],
-                        "spacing_known": False}}
+    side = LungNumbers(2.0, 0.4, 18.0)
+    q = Quantification(4.0, 0.75, 18.75, Severity("CT-1", "mild", "test"), side, side, [18.75])
+    report = Report("test", InputInfo("p.png", "picture", [1, 120, 160], [1.0, 1.0, 1.0], False,
+                                      "display"), q, None, None,
+                    ModelInfo("test", None, None, False, "torch", "fp32"),
+                    Preprocessing([256, 256], 1.0, 0, "lung extent", "model"), QA([], False),
+                    Coverage("one slice", True, True), [], {})
     page = tmp_path / "report.html"
     pictures = {"overlay": png_bytes(overlay(picture[0], labels[0], scan.intensity))}
     page.write_text(render_html(report, pictures, scan, labels))

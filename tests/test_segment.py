@@ -30,12 +30,12 @@ def test_demo_measures_the_phantom(demo):
     out, result, phantom = demo
     q = result.quantification
     # the lungs come from HU and must match the phantom's closely
-    assert q["lung_ml"] == pytest.approx(phantom.lung_volume_ml, rel=0.03)
+    assert q.lung_ml == pytest.approx(phantom.lung_volume_ml, rel=0.03)
     # the lesions come from the network trained on real scans; stated tolerance: involvement
     # within 2 percentage points, lesion volume within 25 % (measured: 8.0 % vs 7.8 %, 174 vs 169 mL)
-    assert abs(q["involvement_percent"] - phantom.involvement_percent) < 2.0
-    assert abs(q["lesion_ml"] - phantom.lesion_volume_ml) < 0.25 * phantom.lesion_volume_ml
-    assert q["severity"]["grade"] == "CT-1"
+    assert abs(q.involvement_percent - phantom.involvement_percent) < 2.0
+    assert abs(q.lesion_ml - phantom.lesion_volume_ml) < 0.25 * phantom.lesion_volume_ml
+    assert q.severity.grade == "CT-1"
     found = result.labels == 1
     assert found[phantom.lesions].mean() > 0.7  # most of the true lesion is found
     for name in ("report.html", "report.json", "montage.png", "involvement.png", "overlay.png",
@@ -43,7 +43,7 @@ def test_demo_measures_the_phantom(demo):
                  "lesions.nii.gz", "lungs.nii.gz", "phantom_ct.nii.gz"):
         assert (out / name).is_file(), name
     page = (out / "report.html").read_text()
-    assert "data:image/png;base64," in page and q["severity"]["grade"] in page
+    assert "data:image/png;base64," in page and q.severity.grade in page
 
 
 def test_demo_refuses_to_overwrite(demo, cli):
@@ -68,10 +68,10 @@ def test_volume_outputs_share_the_source_geometry(real_ct, tmp_path, segmenter):
     # this scan is an abdomen CT that ends at the lung bases: TotalSegmentator's lobes in its
     # top 30 slices hold about 116 mL; ours must be close, and coverage must be flagged
     q = result.quantification
-    assert 90 < q["lung_ml"] < 150
-    assert any("partial chest coverage" in w for w in result.report["warnings"])
+    assert 90 < q.lung_ml < 150
+    assert any("partial chest coverage" in w for w in result.report.warnings)
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["quantification"]["lung_ml"] == q["lung_ml"]
+    assert report["quantification"]["lung_ml"] == q.lung_ml
     assert report["model"]["weights_sha256"] == segmenter.meta["sha256"]
     assert report["model"]["mirror"] is False
     stages = report["timings_s"]
@@ -83,9 +83,9 @@ def test_volume_outputs_share_the_source_geometry(real_ct, tmp_path, segmenter):
 def test_dicom_series_segmentation(real_ct, tmp_path, segmenter):
     result = segment(real_ct / "dicom_slices", tmp_path, segmenter=segmenter)
     assert result.labels.shape == (2, 512, 512)
-    assert 0 < result.quantification["lung_ml"] < 400  # two 1-mm slices of a chest
-    assert result.quantification["lungs"]["right"]["lung_ml"] > 0
-    assert result.quantification["lungs"]["left"]["lung_ml"] > 0
+    assert 0 < result.quantification.lung_ml < 400  # two 1-mm slices of a chest
+    assert result.quantification.right.lung_ml > 0
+    assert result.quantification.left.lung_ml > 0
 
 
 def test_two_d_slice_gives_png_masks(data_dir, tmp_path, cli):

@@ -68,7 +68,7 @@ def _child(scan: str, out: str, backend: str) -> None:
     result = segment(scan, out, force=True, segmenter=segmenter)
     seconds = time.perf_counter() - t0
     np.save(Path(out) / "labels.npy", result.labels)
-    stages = dict(result.report["timings_s"])
+    stages = dict(result.report.timings_s)
     stages["write_files"] = round(seconds - sum(stages.values()), 3)
     print(json.dumps({"segment_s": seconds, "stages_s": stages,
                       "max_rss_mib": peak_rss_mib(),

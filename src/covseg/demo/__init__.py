@@ -35,10 +35,10 @@ def run_demo(output: str | Path = "covseg-demo", force: bool = False, quiet: boo
     q = result.quantification
     if not quiet:
         print(f"synthetic chest CT: {ct_path}")
-        print(f"lungs {q['lung_ml']:.0f} mL (truth {phantom.lung_volume_ml:.0f}), lesions "
-              f"{q['lesion_ml']:.0f} mL (truth {phantom.lesion_volume_ml:.0f}), involvement "
-              f"{q['involvement_percent']:.1f} % (truth {phantom.involvement_percent:.1f} %), "
-              f"grade {q['severity']['grade']}")
+        print(f"lungs {q.lung_ml:.0f} mL (truth {phantom.lung_volume_ml:.0f}), lesions "
+              f"{q.lesion_ml:.0f} mL (truth {phantom.lesion_volume_ml:.0f}), involvement "
+              f"{q.involvement_percent:.1f} % (truth {phantom.involvement_percent:.1f} %), "
+              f"grade {q.severity.grade}")
         print(f"report: {result.files['html']}")
     return result, phantom
 

@@ -12,6 +12,7 @@ import html
 import numpy as np
 
 from covseg.report import viewer_ui
+from covseg.report.model import Quantification, Report
 from covseg.report.viewer import data_script, viewer_data
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1240px;padding:0 20px;color:#222}
@@ -41,51 +42,51 @@ def _amount(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
 
 
-def _key_numbers(q: dict, unit: str) -> str:
+def _key_numbers(q: Quantification, unit: str) -> str:
     """Grade, involvement and volumes at a size read from across the desk, then per lung."""
     rows = "".join(
-        f"<tr><th>{side} lung</th><td>{v['lung_ml']:.1f}</td><td>{v['lesion_ml']:.1f}</td>"
-        f"<td>{v['involvement_percent']:.1f}</td></tr>" for side, v in q["lungs"].items())
-    return f"""<div class="key"><span class="grade">{html.escape(q['severity']['grade'])}</span>
-<span><span class="big">{q['involvement_percent']:.1f} %</span>
+        f"<tr><th>{side} lung</th><td>{v.lung_ml:.1f}</td><td>{v.lesion_ml:.1f}</td>"
+        f"<td>{v.involvement_percent:.1f}</td></tr>" for side, v in q.sides().items())
+    return f"""<div class="key"><span class="grade">{html.escape(q.severity.grade)}</span>
+<span><span class="big">{q.involvement_percent:.1f} %</span>
 <span class="cap">of the lungs involved</span></span>
-<span><span class="big">{_amount(q['lung_ml'])} {unit}</span><span class="cap">lungs</span></span>
-<span><span class="big">{_amount(q['lesion_ml'])} {unit}</span><span class="cap">lesions</span></span>
-<span class="note">{html.escape(q['severity']['meaning'])}</span></div>
+<span><span class="big">{_amount(q.lung_ml)} {unit}</span><span class="cap">lungs</span></span>
+<span><span class="big">{_amount(q.lesion_ml)} {unit}</span><span class="cap">lesions</span></span>
+<span class="note">{html.escape(q.severity.meaning)}</span></div>
 <table><tr><th></th><th>lung ({unit})</th><th>lesion ({unit})</th><th>involved (%)</th></tr>{rows}
-<tr><th>both lungs</th><td>{q['lung_ml']:.1f}</td><td>{q['lesion_ml']:.1f}</td>
-<td>{q['involvement_percent']:.1f}</td></tr></table>"""
+<tr><th>both lungs</th><td>{q.lung_ml:.1f}</td><td>{q.lesion_ml:.1f}</td>
+<td>{q.involvement_percent:.1f}</td></tr></table>"""
 
 
-def _viewer(scan, labels: np.ndarray, q: dict) -> str:
-    data = viewer_data(scan, labels, q["per_slice_involvement_percent"])
+def _viewer(scan, labels: np.ndarray, q: Quantification) -> str:
+    data = viewer_data(scan, labels, q.per_slice_involvement_percent)
     return (f"<h2>All slices</h2>{viewer_ui.markup(data['hu'], data['presets'], data['slices'])}"
             f"{data_script(data)}<script>{viewer_ui.SCRIPT}</script>")
 
 
-def render_html(report: dict, pictures: dict[str, bytes], scan=None,
+def render_html(report: Report, pictures: dict[str, bytes], scan=None,
                 labels: np.ndarray | None = None) -> str:
     """The page; with the scan and its labels (and pictures asked for) it holds the viewer."""
-    q = report["quantification"]
-    overridden = "".join(f'<p class="override">{html.escape(w)}</p>' for w in report["warnings"]
+    q = report.quantification
+    overridden = "".join(f'<p class="override">{html.escape(w)}</p>' for w in report.warnings
                          if w.startswith("QA OVERRIDDEN"))
-    warnings = "".join(f'<li class="warn">{html.escape(w)}</li>' for w in report["warnings"]
+    warnings = "".join(f'<li class="warn">{html.escape(w)}</li>' for w in report.warnings
                        if not w.startswith("QA OVERRIDDEN"))
     figures = "".join(f'<figure class="{"wide" if name in WIDE else ""}"><h3>'
                       f'{html.escape(TITLES.get(name, name))}</h3>{_img(data, name)}</figure>'
                       for name, data in pictures.items())
-    unit = "mL" if report["input"]["spacing_known"] else "voxels/1000"
+    unit = report.unit
     viewer = _viewer(scan, labels, q) if scan is not None and labels is not None and pictures else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>covseg report</title>
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <style>{STYLE}{viewer_ui.STYLE}</style></head><body>
 {overridden}<h1>COVID-19 lung involvement</h1>
-<p class="note">{html.escape(report['input']['source'])} &middot; {html.escape(report['input']['format'])}
-&middot; {' x '.join(map(str, report['input']['shape_zyx']))} voxels</p>
+<p class="note">{html.escape(report.input.source)} &middot; {html.escape(report.input.format)}
+&middot; {' x '.join(map(str, report.input.shape_zyx))} voxels</p>
 {_key_numbers(q, unit)}
 {'<ul>' + warnings + '</ul>' if warnings else ''}
 {viewer}
 <h2>Pictures</h2><div class="figs">{figures}</div>
 <p class="note">Red: abnormal (ground glass, consolidation, effusion); green: normal lung.
-Model: {html.escape(report['model']['name'])}. Research software, not a medical device.</p>
+Model: {html.escape(report.model.name)}. Research software, not a medical device.</p>
 </body></html>"""
