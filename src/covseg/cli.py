@@ -9,7 +9,10 @@ from pathlib import Path
 
 from covseg import __version__
 from covseg.errors import CovsegError, InputError
-from covseg.runtime import PRECISIONS
+from covseg.registry import Choices
+from covseg.runtime import BACKENDS, PRECISIONS
+
+LUNG_METHODS = Choices("covseg.lungs", "METHODS")  # imported when a --lungs value is checked
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -228,10 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace earlier results in the folder")
     add_network_options(p)
-    p.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="inference engine (default: the fastest validated one)")
-    p.add_argument("--lungs", choices=["auto", "hu", "model", "intensity"], default="auto",
-                   help="lung extractor (default: HU thresholds for CT, the lung model for pictures)")
+    p.add_argument("--lungs", choices=LUNG_METHODS, default="auto", metavar="METHOD",
+                   help="lung extractor, one of %(choices)s (default: HU thresholds for CT, the "
+                        "lung model for pictures)")
     p.add_argument("--key", help="array name inside a .mat file")
     p.add_argument("--lung-mask", type=Path, help="your own lung mask (a mask file on the scan's "
                    "grid, non-zero = lung) instead of covseg's lung extraction; one scan only")
@@ -276,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slices", type=int, default=300, help="slices of the 512x512 test volume")
     p.add_argument("--reference-slices", type=int, default=8,
                    help="slices the slow reference path is timed on")
-    p.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--json", action="store_true", help="also print the figures as JSON")
 
     p = add("evaluate", _cmd_evaluate, "score a model on held-out data in the paper's layout")
@@ -286,9 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, nargs="+", help="ma20 test folds (default: 4)")
     p.add_argument("--csv", type=Path, help="write per-slice figures to this CSV")
     p.add_argument("--limit", type=int, help="score only this many slices (quick checks)")
-    p.add_argument("--lungs", choices=["model", "intensity", "hu"],
-                   help="score a lung extractor instead: model/intensity against ma20's lung "
-                        "masks, hu against TotalSegmentator's lobes on real_ct")
+    p.add_argument("--lungs", choices=Choices("covseg.lungs", "METHODS", exclude=("auto",)),
+                   metavar="METHOD", help="score a lung extractor (%(choices)s) instead: "
+                   "model/intensity against ma20's lung masks, hu against TotalSegmentator's "
+                   "lobes on real_ct")
     p.add_argument("--no-postprocess", action="store_true",
                    help="plain labels, without the model's tuned margin and smallest lesion")
     p.add_argument("--force", action="store_true", help="replace an existing CSV")

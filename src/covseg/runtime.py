@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 
 PRECISIONS = ("auto", "fp32", "bf16")
+# the lesion network's engines (covseg.infer.predictor.Network); here, torch-free, for the CLI
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
 
 def cpu_capability() -> str:

@@ -19,12 +19,11 @@ from covseg.infer.postprocess import PostProcess
 from covseg.labels import ABNORMAL, NORMAL
 from covseg.models.weights import (DEFAULT_INT8, DEFAULT_WEIGHTS, WEIGHTS_DIR, cached_onnx,
                                    describe_weights, load_model, sha256)
-from covseg.runtime import autocast, resolve_precision
+from covseg.runtime import BACKENDS, autocast, resolve_precision
 
-__all__ = ["LesionSegmenter", "Network", "load_model", "sha256", "onnx_session", "DEFAULT_WEIGHTS",
-           "DEFAULT_INT8", "WEIGHTS_DIR", "ensemble_meta"]
+__all__ = ["BACKENDS", "LesionSegmenter", "Network", "load_model", "sha256", "onnx_session",
+           "DEFAULT_WEIGHTS", "DEFAULT_INT8", "WEIGHTS_DIR", "ensemble_meta"]
 
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 MULTIPLE = 16
 
 
