@@ -9,9 +9,8 @@ import io
 
 import numpy as np
 
+from covseg.intensity import Intensity
 from covseg.labels import ABNORMAL, COLOURS
-
-from covseg.infer.preprocess import Intensity
 
 LUNG_WINDOW = (-1350.0, 150.0)
 ALPHA = 0.4
