@@ -24,6 +24,7 @@ _API = {
     "tune_postprocess": "covseg.evaluate.tune",
     "run_demo": "covseg.demo",
     "segment": "covseg.infer.pipeline",
+    "compare": "covseg.compare",
     "make_phantom": "covseg.demo",
     "LesionSegmenter": "covseg.infer",
     "PostProcess": "covseg.infer",

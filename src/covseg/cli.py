@@ -100,6 +100,22 @@ def _segment_batch(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """Follow-up of one patient: two scans or two segment folders -> compare.json/.html."""
+    from covseg.compare import compare
+
+    s = compare(args.before, args.after, args.output, force=args.force).summary
+    for w in s["warnings"]:
+        print(f"warning: {w}")
+    o = s["change"]["overall"]
+    print(f"{s['verdict']}: involvement {s['before']['involvement_percent']:.1f} % -> "
+          f"{s['after']['involvement_percent']:.1f} % ({o['involvement_pp']:+.1f} points; stable "
+          f"within +/-{s['rule']['stable_band_pp']:g}), lesions {o['lesion_ml']:+.1f} mL, grade "
+          f"{s['before']['grade']} -> {s['after']['grade']}")
+    print(f"report: {args.output / 'compare.html'}")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from covseg.models.profile import model_table
 
@@ -246,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--override-qa", action="store_true", help="measure an input the QA refuses "
                    "(not CT, not HU, localiser, non-axial, tilted or gapped series): for experts; "
                    "the report then says so at the top, in red")
+
+    p = add("compare", _cmd_compare, "follow-up: the change between two scans of one patient")
+    p.add_argument("before", type=Path, help="earlier scan, or an output folder of covseg segment")
+    p.add_argument("after", type=Path, help="later scan, or an output folder of covseg segment")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder for compare.json/.html")
+    p.add_argument("--force", action="store_true", help="replace an earlier comparison there")
 
     p = add("models", _cmd_models, "list the model zoo with parameters, size, GMACs and latency")
     p.add_argument("names", nargs="*", help="only these models")
