@@ -3,8 +3,14 @@
 Nothing of covseg's evaluator is used: the pictures are written with Pillow, segmented through
 the public API exactly as `covseg segment slice.png` would, and Dice is computed here with numpy.
 
-    python benchmarks/end_to_end.py ma20 [--limit N] [--variant NAME ...]
+    python benchmarks/end_to_end.py ma20 [--limit N] [--variant NAME ...] [--reference-lungs]
+                                         [--own-intensity]
     python benchmarks/end_to_end.py medseg [--variant stored upright ...]
+
+--reference-lungs gives covseg the data set's lung mask (`covseg.segment(..., lung_mask=...)`,
+the paper's protocol) instead of its own; --own-intensity tells covseg the picture is already
+ma20-enhanced (a `Scan` with `Intensity.ENHANCED`), else it is a user's picture and is
+enhanced again, as `covseg segment slice.png` does.
 
 ma20 fold 4 (never trained on): reference lungs and infection masks from the data set.
 medseg100 test: reference infection masks (no lung masks exist). Variants change the picture the
@@ -53,6 +59,11 @@ def variant(name: str, image: np.ndarray, masks: list[np.ndarray]):
     if name == "rewindowed":
         lo, hi = np.percentile(image, [2, 98])
         return _window(image, lo, hi, 0.8), masks, same
+    if name.startswith("gamma"):  # e.g. gamma0.7: another display curve
+        return _window(image, 0, 255, float(name[5:])), masks, same
+    if name == "noise":
+        noisy = image + np.random.default_rng(0).normal(0, 8, image.shape)
+        return np.clip(noisy, 0, 255).astype(np.uint8), masks, same
     if name.startswith("scale"):  # e.g. scale0.6 / scale1.6: the picture resized
         f = float(name[5:])
         size = (max(16, round(image.shape[1] * f)), max(16, round(image.shape[0] * f)))
@@ -69,11 +80,13 @@ def variant(name: str, image: np.ndarray, masks: list[np.ndarray]):
     raise SystemExit(f"unknown variant {name}")
 
 
-def run_pictures(cases, variants: list[str]) -> dict:
+def run_pictures(cases, variants: list[str], reference_lungs: bool = False,
+                 own_intensity: bool = False, weights: Path | None = None) -> dict:
     """cases: (id, image uint8, lungs or None, lesions) -> per-variant figures."""
     import covseg
+    from covseg.intensity import Intensity
 
-    seg = covseg.LesionSegmenter()
+    seg = covseg.LesionSegmenter(weights)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in variants:
@@ -84,7 +97,11 @@ def run_pictures(cases, variants: list[str]) -> dict:
                 path = Path(tmp) / f"{cid}.png"
                 Image.fromarray(np.ascontiguousarray(pic)).save(path)
                 try:
-                    res = covseg.segment(path, segmenter=seg, pictures=False)
+                    scan = covseg.read_scan(path)
+                    if own_intensity:
+                        scan.intensity = Intensity.ENHANCED
+                    given = refs[0] if reference_lungs and lungs is not None else None
+                    res = covseg.segment(scan, segmenter=seg, pictures=False, lung_mask=given)
                     pred_lung, pred_les = res.labels[0] > 0, res.labels[0] == 1
                 except covseg.errors.CovsegError:
                     pred_lung = pred_les = np.zeros(pic.shape, bool)
@@ -105,9 +122,11 @@ def run_pictures(cases, variants: list[str]) -> dict:
 
 def summarise(rows: list[dict], seconds: float) -> dict:
     tp, pred, ref = (sum(r[k] for r in rows) for k in ("tp", "pred", "ref"))
-    s = {"slices": len(rows), "abnormal_dice_per_slice": round(float(np.mean([r["abnormal_dice"] for r in rows])), 4),
+    inside = sum(r["lesion_in_lungs"] for r in rows)
+    s = {"slices": len(rows),
+         "abnormal_dice_per_slice": round(float(np.mean([r["abnormal_dice"] for r in rows])), 4),
          "abnormal_dice_pooled": round(2 * tp / max(1, pred + ref), 4),
-         "lesion_pixels_inside_lungs_pct": round(100 * sum(r["lesion_in_lungs"] for r in rows) / max(1, ref), 2),
+         "lesion_pixels_inside_lungs_pct": round(100 * inside / max(1, ref), 2),
          "seconds": round(seconds, 1)}
     if "lung_dice" in rows[0]:
         ltp, lp, lr = (sum(r[k] for r in rows) for k in ("lung_tp", "lung_pred", "lung_ref"))
@@ -126,11 +145,12 @@ def ma20_cases(limit: int | None):
                 idx.extend(range(int(b["first_index"]), int(b["last_index"]) + 1))
     if limit:
         idx = idx[:: max(1, len(idx) // limit)][:limit]
+    def read(folder: str, i: int) -> np.ndarray:
+        return np.asarray(Image.open(root / folder / f"{i:04d}.png"))
+
     for i in idx:
-        name = f"{i:04d}.png"
-        read = lambda d: np.asarray(Image.open(root / d / name))  # noqa: E731
-        lungs, inf = read("lungs") > 0, read("covid") > 0
-        yield f"ma20_{i:04d}", read("ct"), lungs, inf & lungs
+        lungs, inf = read("lungs", i) > 0, read("covid", i) > 0
+        yield f"ma20_{i:04d}", read("ct", i), lungs, inf & lungs
 
 
 def medseg_cases(limit: int | None):
@@ -150,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int)
     ap.add_argument("--variant", nargs="+")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--reference-lungs", action="store_true", help="give covseg the reference lungs")
+    ap.add_argument("--own-intensity", action="store_true", help="ma20's own enhancement, not again")
+    ap.add_argument("--weights", type=Path, help="lesion weights (default: the shipped model)")
     args = ap.parse_args(argv)
     if args.dataset == "ma20":
         cases = list(ma20_cases(args.limit))
@@ -157,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cases = list(medseg_cases(args.limit))
         variants = args.variant or ["stored", "upright"]
-    result = run_pictures(cases, variants)
+    result = run_pictures(cases, variants, args.reference_lungs, args.own_intensity, args.weights)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0
