@@ -153,8 +153,8 @@ def ma20_cases(limit: int | None):
         yield f"ma20_{i:04d}", read("ct", i), lungs, inf & lungs
 
 
-def medseg_cases(limit: int | None):
-    root = DATA / "medseg100" / "test"
+def medseg_cases(limit: int | None, split: str = "test"):
+    root = DATA / "medseg100" / split
     names = sorted((root / "images").glob("*.jpg"), key=lambda p: int(p.stem))
     if limit:
         names = names[:limit]
@@ -173,12 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference-lungs", action="store_true", help="give covseg the reference lungs")
     ap.add_argument("--own-intensity", action="store_true", help="ma20's own enhancement, not again")
     ap.add_argument("--weights", type=Path, help="lesion weights (default: the shipped model)")
+    ap.add_argument("--split", choices=["train", "test"], default="test",
+                    help="medseg100 split (train: for choosing, never the test figures)")
+    ap.add_argument("--lung-weights", type=Path, help="a candidate lung model instead of the shipped")
     args = ap.parse_args(argv)
+    if args.lung_weights:  # a candidate lung model, for choosing one: swapped in for this run
+        import covseg.lungs.learned as learned
+        learned.DEFAULT_LUNG_WEIGHTS = args.lung_weights.resolve()
+        learned.LungModel.shared = classmethod(lambda cls: cls(args.lung_weights))
     if args.dataset == "ma20":
         cases = list(ma20_cases(args.limit))
         variants = args.variant or ["as-is"]
     else:
-        cases = list(medseg_cases(args.limit))
+        cases = list(medseg_cases(args.limit, args.split))
         variants = args.variant or ["stored", "upright"]
     result = run_pictures(cases, variants, args.reference_lungs, args.own_intensity, args.weights)
     if args.json:
