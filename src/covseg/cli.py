@@ -206,6 +206,17 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """The HTTP service (covseg[serve]); the token may come from COVSEG_TOKEN instead of argv."""
+    import os
+
+    from covseg.serve.run import serve
+
+    serve(args.host, args.port, args.work, workers=args.workers, max_upload_mb=args.max_upload_mb,
+          max_queue=args.max_queue, token=args.token or os.environ.get("COVSEG_TOKEN") or None)
+    return 0
+
+
 def add_network_options(p: argparse.ArgumentParser) -> None:
     """The lesion network's options, shared by segment and evaluate."""
     p.add_argument("--weights", type=Path, nargs="+", help="weights file (default: the shipped "
@@ -304,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="slices the slow reference path is timed on")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+
+    p = add("serve", _cmd_serve, "run covseg as an HTTP service: upload scans, poll jobs, fetch "
+            "results (needs covseg[serve])")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--work", type=Path, default=Path("covseg-work"),
+                   help="folder for the job store, uploads and results (default: ./covseg-work)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes, one model each")
+    p.add_argument("--max-upload-mb", type=float, default=512, help="largest upload (default: 512)")
+    p.add_argument("--max-queue", type=int, default=32, help="queued jobs before uploads get 429")
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or set COVSEG_TOKEN)")
 
     p = add("evaluate", _cmd_evaluate, "score a model on held-out data in the paper's layout")
     add_network_options(p)
