@@ -245,6 +245,36 @@ def test_kill_9_mid_job_then_restart_finishes_every_job(tmp_path, inputs):
                                                   for e in ends))
 
 
+def _worker_pids(server_pid: int) -> list[int]:
+    """The spawned worker processes of a server (not multiprocessing's resource tracker)."""
+    pids = []
+    for child in Path(f"/proc/{server_pid}/task").glob("*/children"):
+        for pid in map(int, child.read_text().split()):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"spawn_main" in cmd:
+                pids.append(pid)
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_a_worker_killed_mid_job_fails_that_job_and_the_server_carries_on(tmp_path, inputs):
+    srv = Server(tmp_path / "work", "--workers", "1").start()
+    scan = {"file": ("p.nii.gz", inputs["nifti"].read_bytes())}
+    try:
+        victim = httpx.post(f"{srv.url}/v1/jobs", files=scan).json()["id"]
+        job = _wait_for(srv.url, victim, until=("running", "done", "failed"))
+        assert job["status"] == "running", job
+        for pid in _worker_pids(srv.proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        failed = _wait_for(srv.url, victim)
+        assert failed["status"] == "failed" and "worker" in failed["error"], failed
+        after = httpx.post(f"{srv.url}/v1/jobs", files=scan).json()["id"]
+        assert _wait_for(srv.url, after)["status"] == "done"  # a fresh pool took over
+        print(f"worker killed: {failed['error']}; the next job done")
+    finally:
+        srv.stop()
+
+
 def test_restart_lists_finished_jobs_and_fails_a_job_killed_twice(tmp_path):
     """Unit level, no HTTP: the store's recovery rules on a work folder a server left."""
     from covseg.serve.store import JobStore

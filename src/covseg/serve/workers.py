@@ -37,7 +37,7 @@ def _init_worker(threads: int) -> None:
         while True:
             if os.getppid() != parent:
                 os._exit(0)
-            time.sleep(0.5)
+            time.sleep(0.2)
 
     threading.Thread(target=watch, daemon=True).start()
     import torch
@@ -135,7 +135,10 @@ class Dispatcher:
         if exc is not None:  # the worker died under the job (out of memory?) or could not run it
             log.error("job %s: %s: %s", job_id, exc.__class__.__name__, exc)
             job = self.store.get(job_id)
-            if job and job.status in ("queued", "running"):
-                self.store.fail(job_id, f"the worker could not finish the job "
-                                        f"({exc.__class__.__name__})")
+            # a broken pool fails the jobs it was running; the ones it never began run again
+            ended = ("running",) if isinstance(exc, BrokenProcessPool) else ("queued", "running")
+            if job and job.status in ended:
+                why = ("its worker process died (killed, or out of memory?)"
+                       if isinstance(exc, BrokenProcessPool) else exc.__class__.__name__)
+                self.store.fail(job_id, f"the worker could not finish the job: {why}")
         self.wake.set()
