@@ -129,6 +129,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.epochs:
         cfg.epochs = args.epochs
+    if args.precision:  # this machine's measured choice; recorded in the run's config.json
+        cfg.precision = args.precision
     out = args.output or Path("runs") / cfg.name
     record = train(cfg, out, resume=args.resume, force=args.force, max_steps=args.max_steps)
     print(f"training run in {out}: {json.dumps(record)}")
@@ -291,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="start over in a folder with a run")
     p.add_argument("--epochs", type=int, help="override the config's epochs")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (resumable)")
+    p.add_argument("--precision", choices=PRECISIONS, help="override the config's precision (auto: "
+                   "time fp32 and bf16 at the start and train in the faster)")
 
     p = add("tune", _cmd_tune, "choose the post-processing (decision margin, smallest lesion) "
             "on held-out folds")
