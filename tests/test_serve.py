@@ -20,7 +20,10 @@ import pytest
 
 pytest.importorskip("fastapi", reason="covseg[serve] not installed (pip install 'covseg[serve]')")
 pytest.importorskip("uvicorn", reason="covseg[serve] not installed (pip install 'covseg[serve]')")
-pytest.importorskip("python_multipart", reason="covseg[serve] not installed (python-multipart)")
+try:  # python-multipart names its module python_multipart from 0.0.13, multipart before
+    import python_multipart  # noqa: F401
+except ImportError:
+    pytest.importorskip("multipart", reason="covseg[serve] not installed (python-multipart)")
 httpx = pytest.importorskip("httpx", reason="httpx (test extra) not installed")
 
 from builders import write_dicom_series  # noqa: E402
