@@ -89,12 +89,15 @@ def test_dicom_series_segmentation(real_ct, tmp_path, segmenter):
 
 
 def test_two_d_slice_gives_png_masks(data_dir, tmp_path, cli):
-    code, out, err = cli("segment", data_dir / "anamnet_samples" / "sampledata.mat", "--key", "im3",
+    code, out, err = cli("segment", data_dir / "anamnet_samples" / "sampledata.mat", "--key", "im4",
                          "-o", tmp_path)
     assert code == 0, err
     mask = np.asarray(Image.open(tmp_path / "lesions.png"))
     assert mask.shape == (512, 512)
-    assert (mask == 1).any() and (mask == 2).any()
+    assert (mask == 1).any() and (mask == 2).any()  # the paper's slice 676: heavily involved
+    code, out3, err = cli("segment", data_dir / "anamnet_samples" / "sampledata.mat", "--key", "im3",
+                          "-o", tmp_path / "im3")
+    assert code == 0 and "grade CT-0" in out3  # slice 292, lesion-free (the paper's Table VI)
     assert "warning: 8-bit picture" in out
     assert (tmp_path / "overlay.png").is_file() and not (tmp_path / "montage.png").exists()
 

@@ -63,7 +63,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                      progress=True, lungs=args.lungs, override_qa=args.override_qa,
                      lung_mask=args.lung_mask, formats=formats, seg_type=args.seg_type)
     q = result.quantification
-    print(f"lungs {q.lung_ml:.1f} mL, lesions {q.lesion_ml:.1f} mL, involvement "
+    unit = "mL" if result.scan.spacing_known else "voxels/1000 (no pixel size)"
+    print(f"lungs {q.lung_ml:.1f} {unit}, lesions {q.lesion_ml:.1f} {unit}, involvement "
           f"{q.involvement_percent:.1f} % (right {q.right.involvement_percent:.1f} %, "
           f"left {q.left.involvement_percent:.1f} %), grade {q.severity.grade}")
     for w in result.report.warnings:
