@@ -50,25 +50,30 @@ def resolve_precision(precision: str = "auto") -> str:
     return precision
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for "bf16", a no-op for "fp32" (an already resolved precision)."""
+def autocast(precision: str, device_type: str = "cpu") -> contextlib.AbstractContextManager:
+    """bf16 autocast for "bf16", a no-op for "fp32" (an already resolved precision).
+
+    `device_type` is "cuda" for a GPU-trained DDP process.
+    """
     if precision == "bf16":
         import torch
 
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     if precision != "fp32":
         raise ValueError(f"resolve the precision first (got '{precision}')")
     return contextlib.nullcontext()
 
 
-def fastest_precision(step: Callable[[str], None], repeats: int = 3) -> tuple[str, dict[str, float]]:
+def fastest_precision(step: Callable[[str], None], repeats: int = 3,
+                      candidates: list[str] | None = None) -> tuple[str, dict[str, float]]:
     """Time `step(precision)` for fp32 and, where native, bf16; the faster one and the times.
 
     The first call of each is a warm-up (oneDNN picks its kernels then). The candidates take
     turns and each keeps its fastest time, so a burst of other work on the machine slows both
-    alike instead of deciding the choice.
+    alike instead of deciding the choice. `candidates` replaces this CPU's (a GPU's own list).
     """
-    candidates = ["fp32", "bf16"] if has_fast_bf16() else ["fp32"]
+    if candidates is None:
+        candidates = ["fp32", "bf16"] if has_fast_bf16() else ["fp32"]
     for precision in candidates:
         step(precision)
     seconds = {p: float("inf") for p in candidates}

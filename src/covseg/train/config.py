@@ -49,6 +49,9 @@ class TrainConfig:
     reenhance: float = 0.0  # share of samples given the user-picture intensity (enhanced again)
     intensity_jitter: bool = True
     ema: float | None = None  # decay of an exponential moving average of the weights, shipped
+    # BatchNorm normalises with its running statistics and leaves them as they are (fine-tuning
+    # from `init` with small batches; DDP on CPU, where SyncBatchNorm cannot pool statistics)
+    freeze_batchnorm: bool = False
     seed: int = 0
     threads: int | None = None
     precision: str = "auto"  # fp32 | bf16 | auto: the faster of the two on this CPU, timed at the start

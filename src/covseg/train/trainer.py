@@ -2,6 +2,8 @@
 
 Work is measured in steps, not epochs over files: an epoch is `steps_per_epoch` batches drawn
 at random, so a run's cost is fixed up front and a resumed run continues the same sequence.
+Under `torchrun` the same loop trains with DistributedDataParallel (covseg.train.distributed
+says how a step's batch is split and why the result matches one process).
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from covseg.data.augment import Augment
@@ -20,6 +24,7 @@ from covseg.errors import InputError, OutputExistsError
 from covseg.evaluate.metrics import dice
 from covseg.models import build_model
 from covseg.runtime import autocast, fastest_precision, resolve_precision, set_threads
+from covseg.train import distributed as ddp
 from covseg.train.config import TrainConfig
 from covseg.train.losses import build_loss
 
@@ -62,33 +67,66 @@ def _precision(cfg: TrainConfig, model: torch.nn.Module, loss_fn, x: torch.Tenso
     """The precision this run trains in: as configured, or the faster one timed on a copy.
 
     The copy keeps the timing steps (which move BatchNorm statistics) out of the real model.
+    On a GPU the candidates are the GPU's, and each timed step waits for the GPU to finish.
     """
     if cfg.precision != "auto":
         return resolve_precision(cfg.precision), {}
     probe = copy.deepcopy(model)
+    cuda = x.device.type == "cuda"
 
     def step(precision: str) -> None:
-        with autocast(precision):
+        with autocast(precision, x.device.type):
             out = probe(x)
         loss_fn(out.float(), y).backward()
         probe.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize(x.device)
 
-    return fastest_precision(step)
+    gpu = (["fp32", "bf16"] if torch.cuda.is_bf16_supported() else ["fp32"]) if cuda else None
+    return fastest_precision(step, candidates=gpu)
+
+
+def _freeze_batchnorm(model: nn.Module) -> None:
+    """Eval mode for every BatchNorm: running statistics normalise, and stay as they are."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def _wrap(ctx: ddp.Dist, model: nn.Module) -> nn.Module:
+    """The module the steps run through: DDP (which averages gradients) under torchrun."""
+    if not ctx.active:
+        return model
+    return DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bool = False,
           progress: bool = True, max_steps: int | None = None) -> dict:
     """Train per `cfg` into `out_dir`; returns the final log record.
 
-    `max_steps` stops early (the run stays resumable), which the tests use.
+    `max_steps` stops early (the run stays resumable), which the tests use. Under `torchrun`
+    every process calls this; rank 0 alone writes the run folder.
     """
-    out = Path(out_dir)
+    ctx = ddp.setup()
+    try:
+        return _train(ctx, cfg, Path(out_dir), resume, force, progress, max_steps)
+    finally:
+        ddp.teardown(ctx)
+
+
+def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: bool,
+           max_steps: int | None) -> dict:
+    """`train` in this process: all ranks step together, rank 0 writes."""
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not (resume or force):
         raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
                                 "it or --force to start over")
-    out.mkdir(parents=True, exist_ok=True)
-    set_threads(cfg.threads)
+    if cfg.batch_size < ctx.world_size:
+        raise InputError(f"batch_size {cfg.batch_size} cannot be shared by {ctx.world_size} "
+                         "processes; use a batch of at least one sample per process")
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    set_threads(ddp.threads_per_process(ctx, cfg.threads))
     torch.manual_seed(cfg.seed)
 
     data = load_training_set(cfg.data)
@@ -100,24 +138,30 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
     model = build_model(cfg.model, num_classes=n_classes, **cfg.model_args)
     if cfg.init:
         model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True))
-    model = model.to(memory_format=torch.channels_last)
+    if ctx.world_size > 1 and ctx.device.type == "cuda":  # pooled statistics (GPU-only in torch)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(ctx.device, memory_format=torch.channels_last)
     opt = _optimizer(cfg, model)
     ema = _ema(cfg, model)
     sched = _scheduler(cfg, opt, steps_per_epoch)
-    loss_fn = build_loss(cfg.loss, labels, n_classes)
+    loss_fn = build_loss(cfg.loss, labels, n_classes).to(ctx.device)
+    mine, weight = ddp.shard(ctx, cfg.batch_size), ddp.share_weight(ctx, cfg.batch_size)
     augment = Augment(crop=cfg.crop, flips=cfg.flips, zoom=tuple(cfg.zoom) if cfg.zoom else None,
                       rotate_deg=cfg.rotate_deg, quarter_turns=cfg.quarter_turns,
                       reenhance=cfg.reenhance, jitter=cfg.intensity_jitter,
                       mask_lungs=cfg.data.mask_lungs and cfg.data.target != "lungs")
 
     def batch_at(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The step's batch: drawn from (seed, step) alone, so a resumed run sees the same data."""
+        """This rank's share of the step's batch: drawn from (seed, step) alone, so a resumed run
+        sees the same data. Every rank augments the whole global batch (the generator's draws
+        follow one another) and keeps its own samples."""
         rng = np.random.default_rng([cfg.seed, step])
         pairs = [augment(images[i], lungs[i], labels[i], rng)
                  for i in rng.integers(0, len(images), cfg.batch_size)]
-        x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None]).contiguous(
+        pairs = [pairs[i] for i in mine]
+        x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None]).to(ctx.device).contiguous(
             memory_format=torch.channels_last)
-        return x, torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+        return x, torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64)).to(ctx.device)
 
     step, elapsed = 0, 0.0
     if resume and ckpt_path.exists():
@@ -130,12 +174,17 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
             ema.load_state_dict(state["ema"])
         precision, timed = state.get("precision", "fp32"), {}  # a resumed run keeps its arithmetic
     else:
-        if force:
+        if force and ctx.is_main:
             (out / LOG).unlink(missing_ok=True)
-        precision, timed = _precision(cfg, model, loss_fn, *batch_at(0))
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        precision, timed = _precision(cfg, model, loss_fn, *batch_at(0)) if ctx.is_main else ("", {})
+    precision, timed = ddp.broadcast(ctx, (precision, timed))  # one arithmetic on every rank
+    if ctx.is_main:
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    net = _wrap(ctx, model)
 
     def save() -> None:
+        if not ctx.is_main:
+            return
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "step": step, "elapsed_s": elapsed,
@@ -144,18 +193,22 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
         tmp.replace(ckpt_path)
 
     model.train()
+    if cfg.freeze_batchnorm:
+        _freeze_batchnorm(model)
     record: dict = {}
     stop = min(total_steps, max_steps) if max_steps else total_steps
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step",
+    bar = tqdm(total=total_steps, initial=step, disable=not (progress and ctx.is_main), unit="step",
                desc=cfg.name, dynamic_ncols=True)
     losses, dices = [], []
     t0 = time.perf_counter() - elapsed
     try:
         while step < stop:
             x, y = batch_at(step)
-            with autocast(precision):
-                logits = model(x)
+            with autocast(precision, ctx.device.type):
+                logits = net(x)
             loss = loss_fn(logits.float(), y)
+            if weight != 1.0:
+                loss = loss * weight
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -163,8 +216,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
             if ema is not None:
                 ema.update_parameters(model)
             step += 1
-            losses.append(float(loss.detach()))
-            dices.append(dice(logits.argmax(1).numpy(), y.numpy(), 1))
+            step_loss, step_dice = ddp.mean_over_ranks(
+                ctx, [float(loss.detach()), dice(logits.argmax(1).cpu().numpy(), y.cpu().numpy(), 1)])
+            losses.append(step_loss)
+            dices.append(step_dice)
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", dice1=f"{np.mean(dices[-20:]):.3f}")
             if step % steps_per_epoch == 0 or step == stop:
@@ -176,8 +231,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
                 if timed:  # the first record says why this precision was chosen
                     record["precision_timing_s"] = {k: round(v, 4) for k, v in timed.items()}
                     timed = {}
-                with open(out / LOG, "a") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                if ctx.is_main:
+                    with open(out / LOG, "a") as fh:
+                        fh.write(json.dumps(record) + "\n")
                 losses, dices = [], []
                 save()
     except KeyboardInterrupt:
@@ -186,7 +242,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
         raise
     finally:
         bar.close()
-    if step >= total_steps:
+    if step >= total_steps and ctx.is_main:
         final = ema.module if ema is not None else model
         torch.save(final.state_dict(), out / WEIGHTS)
+    ddp.barrier(ctx)  # every rank returns once the run folder is complete
     return record
