@@ -99,3 +99,19 @@ def test_density_figures_add_up_and_the_gate_is_recorded(base):
     assert "-700" in gate.rule and gate.removed_ml > 0
     labels, hu = base["result"].labels, base["scan"].array
     assert np.median(hu[labels == 1]) - np.median(hu[labels == 2]) > 100  # anchored to density
+
+
+def test_summary_csv_carries_the_density(cli, tmp_path):
+    import csv
+
+    from covseg.demo import save_phantom
+
+    for seed in (0, 1):
+        save_phantom(covseg.make_phantom(shape=(24, 96, 96), spacing=(6.0, 3.6, 3.6), seed=seed),
+                     tmp_path / f"ct{seed}.nii.gz")
+    code, _, err = cli("segment", tmp_path / "ct0.nii.gz", tmp_path / "ct1.nii.gz", "-o", tmp_path / "out")
+    assert code == 0, err
+    rows = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
+    for row in rows:
+        assert -900 < float(row["mean_lung_hu"]) < -700  # the phantom's lung is -850 HU, lesions denser
+        assert 50 < float(row["well_aerated_percent"]) <= 100

@@ -352,7 +352,7 @@ def _write_files(result: SegmentationResult, out: Path, names: dict[str, str], f
 
 
 SUMMARY_FIELDS = ("scan", "status", "grade", "involvement_percent", "right_percent", "left_percent",
-                  "lung_ml", "lesion_ml", "output", "message")
+                  "lung_ml", "lesion_ml", "mean_lung_hu", "well_aerated_percent", "output", "message")
 
 
 def scan_name(path: Path) -> str:
@@ -378,13 +378,17 @@ def _batch_settings(segmenter: LesionSegmenter, lungs: str, override_qa: bool) -
             "postprocess": segmenter.postprocess.as_dict()}
 
 
-def _quantified_row(q: Quantification) -> dict:
-    """The summary columns of one scan's numbers."""
-    return {"status": "ok", "grade": q.severity.grade,
-            "involvement_percent": q.involvement_percent,
-            "right_percent": q.right.involvement_percent,
-            "left_percent": q.left.involvement_percent,
-            "lung_ml": q.lung_ml, "lesion_ml": q.lesion_ml}
+def _quantified_row(q: Quantification, density: DensityInfo | None = None) -> dict:
+    """The summary columns of one scan's numbers (density only for HU scans)."""
+    row = {"status": "ok", "grade": q.severity.grade,
+           "involvement_percent": q.involvement_percent,
+           "right_percent": q.right.involvement_percent,
+           "left_percent": q.left.involvement_percent,
+           "lung_ml": q.lung_ml, "lesion_ml": q.lesion_ml}
+    if density is not None:
+        row.update(mean_lung_hu=density.mean_lung_hu,
+                   well_aerated_percent=density.bands["well_aerated"].percent)
+    return row
 
 
 def _failure_message(exc: BaseException, where: Path) -> str:
@@ -419,8 +423,8 @@ def _batch_one(path: Path, out: Path, name: str, force: bool, segmenter: LesionS
             raise OutputExistsError(f"{final} holds results not made by a finished covseg batch; "
                                     "choose another folder or pass --force to replace them")
         shutil.rmtree(tmp, ignore_errors=True)
-        q = segment(path, tmp, force=True, segmenter=segmenter, **run).quantification
-        row.update(_quantified_row(q))
+        result = segment(path, tmp, force=True, segmenter=segmenter, **run)
+        row.update(_quantified_row(result.quantification, result.report.density))
         outputs.write_done(tmp, outputs.done_record(path, settings, row))
         outputs.move_into_place(tmp, final)
     except Exception as exc:  # noqa: BLE001 - one scan's failure of any kind must not end the batch
