@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -45,7 +47,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from covseg.io.outputs import check_output_dir
 
     check_output_dir(args.output)  # before anything is read or loaded
-    if len(args.scans) > 1:
+    if args.engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise CovsegError("the ray engine needs covseg[ray]: pip install 'covseg[ray]'")
+    if len(args.scans) > 1 or args.engine == "ray":
         if args.lung_mask:
             raise InputError("--lung-mask belongs to one scan; give one scan with it")
         return _segment_batch(args)
@@ -85,10 +89,19 @@ def _segmenter(args: argparse.Namespace):
 
 def _segment_batch(args: argparse.Namespace) -> int:
     """Several scans: resumable, one row each; the model loads once the folder is locked."""
-    from covseg.infer.pipeline import segment_many
+    if args.engine == "ray":
+        from covseg.infer.ray_engine import segment_many_ray
 
-    rows = segment_many(args.scans, args.output, force=args.force, segmenter=lambda: _segmenter(args),
-                        lungs=args.lungs, override_qa=args.override_qa, debug=args.debug)
+        rows = segment_many_ray(args.scans, args.output, force=args.force,
+                                segmenter=functools.partial(_segmenter, args), lungs=args.lungs,
+                                override_qa=args.override_qa, debug=args.debug,
+                                address=args.address, workers=args.workers)
+    else:
+        from covseg.infer.pipeline import segment_many
+
+        rows = segment_many(args.scans, args.output, force=args.force,
+                            segmenter=lambda: _segmenter(args), lungs=args.lungs,
+                            override_qa=args.override_qa, debug=args.debug)
     for row in rows:
         if row["status"] == "ok":
             note = f" ({row['message']})" if row.get("message") else ""
@@ -276,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--override-qa", action="store_true", help="measure an input the QA refuses "
                    "(not CT, not HU, localiser, non-axial, tilted or gapped series): for experts; "
                    "the report then says so at the top, in red")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="local: this "
+                   "process, scan after scan; ray: each scan a task on a Ray cluster's workers, "
+                   "one model each, results as a batch (needs covseg[ray])")
+    p.add_argument("--address", help="with --engine ray: the cluster's head, HOST:6379 (default: "
+                   "start Ray on this machine's CPUs)")
+    p.add_argument("--workers", type=int, help="with --engine ray: workers, one model each "
+                   "(default: one per CPU of the cluster)")
 
     p = add("compare", _cmd_compare, "follow-up: the change between two scans of one patient")
     p.add_argument("before", type=Path, help="earlier scan, or an output folder of covseg segment")

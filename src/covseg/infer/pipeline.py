@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -403,21 +404,39 @@ def _failure_message(exc: BaseException, where: Path) -> str:
             "traceback and report it)")
 
 
+def skipped_row(path: Path, final: Path, force: bool, settings: dict) -> dict | None:
+    """The row of a scan that a finished earlier run did with these settings, else None: every
+    engine checks this before it spends a model's time on the scan."""
+    from covseg.io import outputs
+
+    done = None if force or not path.exists() else outputs.finished_row(final, path, settings)
+    if done is None:
+        return None
+    return {**done, "scan": str(path), "output": str(final),
+            "message": "done in an earlier run; skipped (--force redoes it)"}
+
+
 def _batch_one(path: Path, out: Path, name: str, force: bool, segmenter: LesionSegmenter,
                settings: dict, run: dict, debug: bool) -> dict:
-    """One scan of a batch: skipped if done, else built in a temporary folder and renamed into
-    place once complete. Any failure, covseg's or a library's, becomes a failed row."""
+    """One scan of a local batch: skipped if done, else built by this process."""
+    from covseg.io import outputs
+
+    final = out / name
+    return skipped_row(path, final, force, settings) or build_scan(
+        path, final, outputs.tmp_dir(out, name), force, segmenter, settings, run, debug)
+
+
+def build_scan(path: Path, final: Path, tmp: Path, force: bool, segmenter: LesionSegmenter,
+               settings: dict, run: dict, debug: bool) -> dict:
+    """One scan built in the temporary folder `tmp` and renamed to `final` once complete, with
+    its completion record: the unit of work of every engine (a Ray worker runs it on the shared
+    filesystem). Any failure, covseg's or a library's, becomes a failed row."""
     import shutil
     import traceback
 
     from covseg.io import outputs
 
-    final = out / name
     row = {"scan": str(path), "output": str(final)}
-    done = None if force or not path.exists() else outputs.finished_row(final, path, settings)
-    if done is not None:
-        return {**done, **row, "message": "done in an earlier run; skipped (--force redoes it)"}
-    tmp = outputs.tmp_dir(out, name)
     try:
         if final.exists() and not force and not (final / outputs.DONE_NAME).exists():
             raise OutputExistsError(f"{final} holds results not made by a finished covseg batch; "
@@ -450,6 +469,22 @@ def segment_many(scans: list[str | Path], output: str | Path, force: bool = Fals
     Writes `output/summary.csv` with one row a scan and returns the rows; with `debug` a failed
     scan's traceback goes to stderr.
     """
+    with batch_folder(scans, output, force) as (out, names):
+        if not isinstance(segmenter, LesionSegmenter):
+            segmenter = segmenter() if callable(segmenter) else LesionSegmenter()
+        settings = _batch_settings(segmenter, lungs, override_qa)
+        run = {"progress": progress, "lungs": lungs, "override_qa": override_qa}
+        rows = [_batch_one(Path(path), out, name, force, segmenter, settings, run, debug)
+                for path, name in zip(scans, names)]
+        write_summary(out, rows)
+    return rows
+
+
+@contextmanager
+def batch_folder(scans: list[str | Path], output: str | Path, force: bool
+                 ) -> Iterator[tuple[Path, list[str]]]:
+    """A batch's output folder, checked, locked and cleared of an interrupted run's leftovers,
+    with each scan's sub-folder name: so every engine writes a cohort under the same guarantees."""
     from covseg.io import outputs
 
     out = outputs.check_output_dir(output)
@@ -462,11 +497,9 @@ def segment_many(scans: list[str | Path], output: str | Path, force: bool = Fals
     out.mkdir(parents=True, exist_ok=True)
     with outputs.batch_lock(out):
         outputs.clean_leftovers(out, names, _batch_targets())
-        if not isinstance(segmenter, LesionSegmenter):
-            segmenter = segmenter() if callable(segmenter) else LesionSegmenter()
-        settings = _batch_settings(segmenter, lungs, override_qa)
-        run = {"progress": progress, "lungs": lungs, "override_qa": override_qa}
-        rows = [_batch_one(Path(path), out, name, force, segmenter, settings, run, debug)
-                for path, name in zip(scans, names)]
-        write_csv(out / "summary.csv", rows, SUMMARY_FIELDS, force=True)
-    return rows
+        yield out, names
+
+
+def write_summary(out: Path, rows: list[dict]) -> None:
+    """summary.csv, one row a scan, written while the batch still holds the folder's lock."""
+    write_csv(out / "summary.csv", rows, SUMMARY_FIELDS, force=True)
