@@ -143,8 +143,8 @@ def ma20_cases(limit: int | None):
         for b in csv.DictReader(fh):
             if int(b["fold"]) == 4:
                 idx.extend(range(int(b["first_index"]), int(b["last_index"]) + 1))
-    if limit:
-        idx = idx[:: max(1, len(idx) // limit)][:limit]
+    if limit:  # evenly spaced through the fold, so every block of it is represented
+        idx = [idx[k] for k in np.linspace(0, len(idx) - 1, min(limit, len(idx))).astype(int)]
     def read(folder: str, i: int) -> np.ndarray:
         return np.asarray(Image.open(root / folder / f"{i:04d}.png"))
 
