@@ -182,7 +182,8 @@ def _frame(scan: Scan, method: str, given: np.ndarray | None = None) -> Frame:
     turns = turns_upright(found > 0)
     image = np.rot90(scan.array, turns, axes=(1, 2))
     sides = split_slices(np.rot90(found, turns, axes=(1, 2)))
-    framing = Framing(from_lungs(sides > 0).zoom, turns, "lung extent")
+    found_framing = from_lungs(sides > 0)
+    framing = Framing(found_framing.zoom, turns, found_framing.basis)
     size = model_plane_size(image.shape[1:], framing.zoom)
     return Frame(framing, image, sides, resize_planes(np.ascontiguousarray(image), size),
                  resize_planes(sides, size, labels=True))
