@@ -58,3 +58,14 @@ def test_slab_resampling_equals_one_pass():
     whole = F.interpolate(torch.from_numpy(vol)[:, None], size=(32, 24), mode="bilinear",
                           align_corners=False, antialias=True)[:, 0].numpy()
     np.testing.assert_allclose(resize_planes(vol, (32, 24)), whole, atol=1e-6)
+
+
+def test_read_only_sources_resample_without_a_warning():
+    import warnings
+
+    volume = np.random.default_rng(0).random((3, 40, 40)).astype(np.float32)
+    volume.flags.writeable = False  # as a decoded TIFF arrives
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = resize_planes(volume, (20, 20))
+    assert out.shape == (3, 20, 20)

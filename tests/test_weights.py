@@ -151,3 +151,19 @@ def test_onnx_backend_uses_the_user_cache(cache_home):
     net = Network(backend="onnx")
     exports = list((cache_home / "covseg" / "onnx").glob("*.onnx"))
     assert [p.name for p in exports] == [f"{net.meta['sha256']}.onnx"]
+
+
+def test_a_lung_model_given_as_lesion_weights_is_refused_in_one_line(cli, tmp_path):
+    from covseg.lungs.learned import DEFAULT_LUNG_WEIGHTS
+
+    import covseg
+    from covseg.demo import save_phantom
+
+    save_phantom(covseg.make_phantom(shape=(24, 96, 96), spacing=(6.0, 3.6, 3.6)), tmp_path / "ct.nii.gz")
+    code, _, err = cli("segment", tmp_path / "ct.nii.gz", "-o", tmp_path / "o", "--weights",
+                       DEFAULT_LUNG_WEIGHTS)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "lung model" in err
+    assert not (tmp_path / "o").exists()
+    from covseg.errors import InputError
+    with pytest.raises(InputError, match="2 classes, not the 3"):
+        covseg.LesionSegmenter(DEFAULT_LUNG_WEIGHTS)

@@ -58,6 +58,16 @@ def _padded_box(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice
     return tuple(out)
 
 
+def _check_lesion_classes(model: torch.nn.Module, weights: str | Path | None) -> None:
+    """A lesion network must give Anam-Net's three classes; a lung model (two) is refused here,
+    not by an index error deep in the post-processing."""
+    with torch.inference_mode():
+        classes = model.eval()(torch.zeros(1, 1, 32, 32)).shape[1]
+    if classes != 3:
+        raise InputError(f"{weights}: these weights give {classes} classes, not the 3 of a lesion "
+                         "model (outside, abnormal, normal lung); is this a lung model?")
+
+
 class Network:
     """One set of weights on one inference engine: (N, 1, H, W) inputs -> (N, C, H, W) logits.
 
@@ -73,6 +83,7 @@ class Network:
         if backend not in BACKENDS:
             raise InputError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
         self.model, self.meta = load_model(weights, model)
+        _check_lesion_classes(self.model, weights)
         if backend == "auto":
             backend = "onnx-int8" if weights is None and DEFAULT_INT8.is_file() else "torch"
         self.backend = backend

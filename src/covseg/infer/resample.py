@@ -20,7 +20,10 @@ def resize_planes(volume: np.ndarray, size: tuple[int, int], labels: bool = Fals
     out = np.empty((volume.shape[0], *size), dtype=np.float32)
     antialias = size[0] < volume.shape[1]
     for z in range(0, volume.shape[0], SLAB):  # slab by slab: no float copy of the whole volume
-        t = torch.from_numpy(np.ascontiguousarray(volume[z:z + SLAB], dtype=np.float32))[:, None]
+        block = np.ascontiguousarray(volume[z:z + SLAB], dtype=np.float32)
+        if not block.flags.writeable:  # a read-only source (e.g. a decoded TIFF): torch wants to own it
+            block = block.copy()
+        t = torch.from_numpy(block)[:, None]
         out[z:z + SLAB] = F.interpolate(t, size=size, mode="bilinear", align_corners=False,
                                         antialias=antialias)[:, 0].numpy()
     return out
