@@ -115,3 +115,14 @@ def test_summary_csv_carries_the_density(cli, tmp_path):
     for row in rows:
         assert -900 < float(row["mean_lung_hu"]) < -700  # the phantom's lung is -850 HU, lesions denser
         assert 50 < float(row["well_aerated_percent"]) <= 100
+
+
+def test_report_html_shows_the_density(cli, tmp_path):
+    from covseg.demo import save_phantom
+
+    save_phantom(covseg.make_phantom(shape=(24, 96, 96), spacing=(6.0, 3.6, 3.6)), tmp_path / "ct.nii.gz")
+    code, _, err = cli("segment", tmp_path / "ct.nii.gz", "-o", tmp_path / "out")
+    assert code == 0, err
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Lung density" in page and "well aerated (-950..-700)" in page
+    assert 'aria-label="lung HU histogram"' in page and "Mean lung density" in page

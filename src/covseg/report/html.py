@@ -12,6 +12,7 @@ import html
 import numpy as np
 
 from covseg.report import viewer_ui
+from covseg.report.density_html import density_section
 from covseg.report.model import Quantification, Report
 from covseg.report.viewer import data_script, viewer_data
 
@@ -86,6 +87,7 @@ def render_html(report: Report, pictures: dict[str, bytes], scan=None,
 {_key_numbers(q, unit)}
 {'<ul>' + warnings + '</ul>' if warnings else ''}
 {viewer}
+{density_section(report.density)}
 <h2>Pictures</h2><div class="figs">{figures}</div>
 <p class="note">Red: abnormal (ground glass, consolidation, effusion); green: normal lung.
 Model: {html.escape(report.model.name)}. Research software, not a medical device.</p>
