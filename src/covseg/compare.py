@@ -330,11 +330,11 @@ def _slice_pairs(result: Comparison, transform) -> list[tuple[int, bytes, bytes]
 
 def _plot(before: list[float], after: list[float]) -> bytes:
     """Per-slice involvement of both scans on the before scan's slices."""
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from covseg.report.figures import figure_png
 
     fig, ax = plt.subplots(figsize=(8, 2.8), dpi=100)
     ax.plot(before, color="tab:blue", label="before")
@@ -344,11 +344,7 @@ def _plot(before: list[float], after: list[float]) -> bytes:
     ax.set_ylim(0, max(5.0, max(before + after, default=0) * 1.15))
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def _page(result: Comparison, transform) -> str:

@@ -74,6 +74,13 @@ def involvement_plot(per_slice: list[float]) -> bytes:
     ax.set_ylabel("lung involved (%)")
     ax.set_ylim(0, max(5.0, max(per_slice, default=0) * 1.15))
     ax.grid(alpha=0.3)
+    return figure_png(fig)
+
+
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes, the figure closed (every plot of the reports)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
