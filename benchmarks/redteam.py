@@ -68,6 +68,7 @@ class Case:
     out: Path | None = None
     command: str = "segment"
     grid: Path | None = None  # a NIfTI whose grid the masks must share
+    after: Callable[[], None] | None = None  # undoes what the builder set up (a mount)
 
 
 @dataclass
@@ -1204,6 +1205,36 @@ def out_unrelated_file(w: Path) -> Case:
     return Case([str(MA20_SLICE)], out=out)
 
 
+def _can_mount() -> bool:
+    """Whether this machine lets us mount a small tmpfs (root with the right capability)."""
+    with tempfile.TemporaryDirectory() as probe:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe],
+                              capture_output=True)
+        if done.returncode == 0:
+            subprocess.run(["umount", probe], check=False)
+        return done.returncode == 0
+
+
+def full_disk(w: Path, inputs: list[str]) -> Case:
+    """-o on a real 2 MiB file system with 64 KiB left: there is no room for the results."""
+    disk = w / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
+    (disk / "filler").write_bytes(bytes(2 * 2**20 - 64 * 2**10))
+    return Case(inputs, out=disk / "out",
+                after=lambda: subprocess.run(["umount", "-l", str(disk)], check=False))
+
+
+if _can_mount():  # a full disk is real only where a file system can be made for it
+    @kind("output", "refuse", "-o on a full disk (NIfTI source): refused before any compute")
+    def out_full_disk_nifti(w: Path) -> Case:
+        return full_disk(w, [str(REAL_CT)])
+
+    @kind("output", "refuse", "-o on a full disk (DICOM series source, DICOM-SEG too)")
+    def out_full_disk_dicom(w: Path) -> Case:
+        return full_disk(w, series_case(w).inputs)
+
+
 # ----------------------------------------------------------------------------------------------
 # weights kinds
 
@@ -1427,6 +1458,8 @@ class Runner:
         rc, stdout, stderr = self.execute(self.command(case, out))
         lines = meaningful_lines(stderr)
         outcome, detail = self.classify(k, case, out, before, rc, stdout, lines)
+        if case.after:
+            case.after()
         self.reports.setdefault(k.name, None)
         return self.result(k, outcome, t0, lines[0] if lines else "", detail)
 

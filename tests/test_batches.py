@@ -206,3 +206,169 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(scans, tmp_path, cli, monkey
     with pytest.raises(OutputError):
         atomic_write(tmp_path / "x.csv", lambda tmp: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     assert list(tmp_path.glob(".x*")) == []
+
+
+def test_a_batch_exit_code_tells_the_users_problems_from_covsegs(scans, tmp_path, cli,
+                                                                 monkeypatch):
+    from covseg.infer import pipeline
+
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    code, out, _ = cli("segment", scans[0], bad, "-o", tmp_path / "refused")
+    assert code == 2 and "broken.nii.gz: refused:" in out, out
+    assert [r["status"] for r in _summary(tmp_path / "refused")] == ["ok", "refused"]
+
+    real = pipeline.segment
+
+    def bug(path, *args, **kwargs):
+        if Path(path).name == "scan1.nii.gz":
+            raise ZeroDivisionError("a covseg bug")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "segment", bug)
+    code, out, _ = cli("segment", scans[0], scans[1], bad, "-o", tmp_path / "failed")
+    assert code == 1 and "scan1.nii.gz: failed: internal error: ZeroDivisionError" in out, out
+    assert [r["status"] for r in _summary(tmp_path / "failed")] == ["ok", "failed", "refused"]
+
+
+def _no_compute(monkeypatch):
+    from covseg.infer import pipeline
+
+    def never(*args, **kwargs):
+        raise AssertionError("the lesion model ran although the output was refused")
+
+    monkeypatch.setattr(pipeline, "_find_lesions", never)
+
+
+def test_free_space_is_checked_before_any_compute(scans, tmp_path, cli, monkeypatch):
+    import shutil
+
+    from covseg.io import outputs
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(outputs.shutil, "disk_usage",
+                        lambda path: real(path)._replace(free=3 * 2**20))
+    _no_compute(monkeypatch)
+    out = tmp_path / "out"
+    code, _, err = cli("segment", scans[0], "-o", out)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "not enough free space for the results" in err and "MB free" in err
+    assert not out.exists()
+    code, stdout, _ = cli("segment", scans[0], scans[1], "-o", out)  # each scan of a batch
+    assert code == 2 and stdout.count("refused: not enough free space") == 2, stdout
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "summary.csv"]
+
+
+def test_expected_size_is_generous_for_what_covseg_writes(scans, tmp_path, cli):
+    from covseg.io.outputs import expected_bytes
+
+    out = tmp_path / "out"
+    assert cli("segment", scans[0], "-o", out)[0] == 0
+    written = sum(p.stat().st_size for p in out.iterdir())
+    voxels = int(np.prod(nib.load(scans[0]).shape))
+    assert written < expected_bytes(voxels) < written + 16 * 2**20
+    assert expected_bytes(voxels, "fractional") > expected_bytes(voxels, "binary") \
+        > expected_bytes(voxels)
+
+
+def _dicom_chest(tmp_path: Path) -> Path:
+    from builders import write_dicom_series
+
+    from covseg import make_phantom
+
+    phantom = make_phantom(shape=(24, 96, 96), spacing=(6.0, 3.6, 3.6), seed=7)
+    return write_dicom_series(phantom.hu, (6.0, 3.6, 3.6), tmp_path / "series")
+
+
+def test_a_full_disk_under_a_dicom_source_is_one_line(tmp_path, cli, monkeypatch):
+    """SimpleITK says only 'could not write': covseg tells a full disk by the space left."""
+    import shutil
+
+    import SimpleITK as sitk
+
+    from covseg.infer import pipeline
+    from covseg.io import writers
+
+    series = _dicom_chest(tmp_path)
+    monkeypatch.setattr(pipeline, "check_space", lambda out, need: None)  # pass the pre-check
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("Exception thrown in SimpleITK ImageFileWriter_Execute: could not "
+                           "write")
+
+    monkeypatch.setattr(sitk, "WriteImage", fail)
+    real = shutil.disk_usage
+    monkeypatch.setattr(writers.shutil, "disk_usage", lambda path: real(path)._replace(free=0))
+    out = tmp_path / "out"
+    code, _, err = cli("segment", series, "-o", out)
+    assert code == 2 and "no space left on the device" in err and err.count("\n") == 1, err
+    assert not out.exists()
+    monkeypatch.setattr(writers.shutil, "disk_usage", real)  # room, yet ITK fails: still one line
+    code, _, err = cli("segment", series, "-o", out)
+    assert code == 2 and "could not write a mask into" in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 1 MiB file system (tmpfs), where this machine lets the tests mount one."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'not root'}); the "
+                    "monkeypatched full-disk tests above cover the same paths")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_real_full_disk(tiny_disk, tmp_path, cli, monkeypatch):
+    """On a real 1 MiB disk: refused before compute; and with the pre-check passed, the full
+    disk met while writing a DICOM source's masks is one line and leaves nothing."""
+    from covseg.infer import pipeline
+
+    series = _dicom_chest(tmp_path)
+    (tiny_disk / "filler").write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))
+    out = tiny_disk / "out"
+    code, _, err = cli("segment", series, "-o", out)
+    assert code == 2 and "not enough free space for the results" in err, err
+    monkeypatch.setattr(pipeline, "check_space", lambda out, need: None)
+    code, _, err = cli("segment", series, "-o", out)
+    assert code == 2 and "no space left on the device" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
+
+
+def test_a_second_run_into_one_folder_waits_and_never_mixes_files(scans, tmp_path, monkeypatch):
+    """Held by another run while this one's results are ready, the folder is waited for; then
+    this run finds the other's files and refuses, instead of mixing the two runs' files."""
+    import fcntl
+    import threading
+
+    from covseg.errors import OutputExistsError
+    from covseg.infer import pipeline
+
+    out = tmp_path / "out"
+    out.mkdir()
+    real, reached, outcome = pipeline.folder_lock, threading.Event(), {}
+    monkeypatch.setattr(pipeline, "folder_lock", lambda folder: (reached.set(), real(folder))[1])
+
+    def run():
+        try:
+            pipeline.segment(scans[0], out)
+        except OutputExistsError as exc:
+            outcome["refused"] = str(exc)
+
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # "another run" holds the folder
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert reached.wait(120)
+    time.sleep(0.5)
+    assert worker.is_alive() and list(out.iterdir()) == []  # waiting, nothing written
+    (out / "lesions.nii.gz").write_bytes(b"the other run's")
+    os.close(fd)
+    worker.join(60)
+    assert "already holds lesions.nii.gz" in outcome["refused"]
+    assert [p.name for p in out.iterdir()] == ["lesions.nii.gz"]
+    assert (out / "lesions.nii.gz").read_bytes() == b"the other run's"

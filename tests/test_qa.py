@@ -54,15 +54,15 @@ def test_real_abdomen_below_the_lungs_is_refused_as_nifti_and_dicom(cli, real_ct
     _refused(cli, series, tmp_path / "o2", match="no lungs in this scan")
 
 
-def test_a_batch_records_a_scan_without_lungs_as_failed(cli, real_ct, tmp_path):
+def test_a_batch_records_a_scan_without_lungs_as_refused(cli, real_ct, tmp_path):
     img = nib.load(real_ct / "example_ct.nii.gz")
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:, :, ABDOMEN_SLICES], img.affine),
              tmp_path / "abdomen.nii.gz")
     code, out, _ = cli("segment", tmp_path / "abdomen.nii.gz", real_ct / "example_ct.nii.gz",
                        "-o", tmp_path / "out")
-    assert code == 1
+    assert code == 2
     summary = (tmp_path / "out" / "summary.csv").read_text()
-    assert "failed" in summary and "no lungs in this scan" in summary
+    assert "refused" in summary and "no lungs in this scan" in summary
     assert json.loads((tmp_path / "out" / "example_ct" / "report.json").read_text())
     assert not (tmp_path / "out" / "abdomen").exists()
 

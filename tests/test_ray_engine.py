@@ -65,7 +65,7 @@ def test_ray_cohort_equals_local_and_reruns_skip(cohort, local_ray, tmp_path):
     local, remote = tmp_path / "local", tmp_path / "ray"
     segment_many(cohort, local, progress=False)
     rows = segment_many_ray(cohort, remote, progress=False, workers=2)
-    assert [r["status"] for r in rows] == ["ok", "ok", "ok", "failed"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok", "refused"]
     assert "broken.nii.gz" in rows[3]["message"] and not (remote / "broken").exists()
     assert _without_paths(_summary(remote)) == _without_paths(_summary(local))
     assert sorted(p.name for p in remote.iterdir()) == sorted(p.name for p in local.iterdir())
@@ -78,7 +78,7 @@ def test_ray_cohort_equals_local_and_reruns_skip(cohort, local_ray, tmp_path):
             assert np.array_equal(_mask(remote / folder / name), _mask(local / folder / name))
     again = segment_many_ray(cohort, remote, progress=False, workers=2)
     assert all("skipped" in r["message"] for r in again[:3]), again
-    assert again[3]["status"] == "failed"
+    assert again[3]["status"] == "refused"
     numbers = [{k: v for k, v in r.items() if k != "message"} for r in _without_paths(again)]
     assert numbers[:3] == _without_paths(rows[:3])
 
@@ -141,3 +141,19 @@ def test_a_dead_worker_is_a_failed_row_and_the_cohort_goes_on(cohort, local_ray,
     assert "Ray worker segmenting this scan died" in rows[1]["message"]
     assert sorted(p.name for p in out.iterdir()) == [".covseg.lock", "scan0", "scan2",
                                                      "summary.csv"]
+
+
+@needs_ray
+def test_the_ray_cli_says_nothing_but_its_progress_on_stderr(cohort, tmp_path):
+    """A local Ray started by covseg: no Ray log line reaches the user's terminal, and a batch
+    whose only problem is a bad input exits 2 (refused), not 1 (a covseg bug)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    done = subprocess.run([sys.executable, "-m", "covseg", "segment", *map(str, cohort[2:]),
+                           "-o", str(tmp_path / "out"), "--engine", "ray", "--workers", "1"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines and all(line.startswith("cohort:") for line in lines), done.stderr
+    assert "broken.nii.gz: refused:" in done.stdout

@@ -106,9 +106,9 @@ def test_several_scans_one_failing(real_ct, tmp_path, cli):
     bad = tmp_path / "broken.nii.gz"
     bad.write_bytes(b"not a nifti")
     code, out, _ = cli("segment", real_ct / "dicom_slices" / "0.dcm", bad, "-o", tmp_path / "out")
-    assert code == 1
+    assert code == 2  # the user's file is at fault, not covseg
     rows = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
-    assert [r["status"] for r in rows] == ["ok", "failed"]
+    assert [r["status"] for r in rows] == ["ok", "refused"]
     assert "broken.nii.gz" in rows[1]["message"]
     assert (tmp_path / "out" / "0" / "lesions.nii.gz").is_file()
     assert not (tmp_path / "out" / "broken").exists()

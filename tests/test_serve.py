@@ -308,3 +308,65 @@ def test_bounded_load_run_every_job_once():
     assert figures["done"] == 12 and figures["failed"] == 0
     assert figures["every_job_finished_exactly_once"] is True
     assert figures["throughput_jobs_per_s"] > 0 and figures["latency_p95_s"] >= figures["latency_p50_s"]
+
+
+def test_a_running_job_shows_its_stage_and_progress(server, inputs):
+    """Polled over HTTP, a job's progress only grows and names what the worker is doing."""
+    r = httpx.post(f"{server.url}/v1/jobs", headers=AUTH,
+                   files={"file": ("p.nii.gz", inputs["nifti"].read_bytes())})
+    job_id, seen = r.json()["id"], []
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{server.url}/v1/jobs/{job_id}", headers=AUTH).json()
+        seen.append((job["status"], job["progress"], job["stage"]))
+        if job["status"] in ("done", "failed"):
+            break
+        time.sleep(0.01)
+    assert seen[-1] == ("done", 1.0, "done"), seen[-1]
+    progress = [p for _, p, _ in seen]
+    assert progress == sorted(progress), seen
+    stages = {s for status, _, s in seen if status == "running"}
+    assert stages & {"read", "lungs", "lesions", "measures", "pictures", "writing"}, seen
+    print("stages seen while running:", sorted(stages))
+
+
+def test_a_nearly_full_work_disk_gets_503_and_nothing_is_kept(tmp_path, inputs):
+    srv = Server(tmp_path / "work", "--workers", "1", "--min-free-mb", str(10 ** 12)).start()
+    try:
+        health = httpx.get(f"{srv.url}/v1/health").json()
+        r = httpx.post(f"{srv.url}/v1/jobs",
+                       files={"file": ("p.nii.gz", inputs["nifti"].read_bytes())})
+        listed = httpx.get(f"{srv.url}/v1/jobs").json()["jobs"]
+    finally:
+        srv.stop()
+    assert health["status"] == "low_disk"
+    assert r.status_code == 503 and set(r.json()) == {"error"}, r.text
+    assert "nearly out of space" in r.json()["error"] and "MiB free" in r.json()["error"]
+    assert listed == [] and list((tmp_path / "work" / "uploads").iterdir()) == []
+
+
+def test_a_work_folder_from_before_stages_opens(tmp_path):
+    """The store adds the stage column to an older jobs.sqlite and keeps its jobs."""
+    import sqlite3
+
+    from covseg.serve.store import _SCHEMA, JobStore
+
+    db = sqlite3.connect(tmp_path / "jobs.sqlite")
+    db.execute(_SCHEMA.replace("    stage TEXT NOT NULL DEFAULT '',\n", ""))
+    db.execute("INSERT INTO jobs (id, status, kind, input, created) "
+               "VALUES ('old', 'done', 'nifti', 'x', 1)")
+    db.commit()
+    db.close()
+    job = JobStore(tmp_path / "jobs.sqlite").get("old")
+    assert job.status == "done" and job.stage == ""
+
+
+def test_segment_reports_its_progress_in_order(inputs):
+    from covseg.infer.pipeline import segment
+
+    calls = []
+    segment(inputs["nifti"], pictures=True, on_progress=lambda f, s: calls.append((f, s)))
+    stages = [s for _, s in calls]
+    assert stages[:2] == ["read", "lungs"] and stages[-2:] == ["measures", "pictures"], calls
+    assert set(stages[2:-2]) == {"lesions"} and calls[-3][0] == 0.8, calls
+    assert [f for f, _ in calls] == sorted(f for f, _ in calls)

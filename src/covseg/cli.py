@@ -102,16 +102,18 @@ def _segment_batch(args: argparse.Namespace) -> int:
         rows = segment_many(args.scans, args.output, force=args.force,
                             segmenter=lambda: _segmenter(args), lungs=args.lungs,
                             override_qa=args.override_qa, debug=args.debug)
+    from covseg.infer.pipeline import batch_exit_code
+
     for row in rows:
         if row["status"] == "ok":
             note = f" ({row['message']})" if row.get("message") else ""
             print(f"{row['scan']}: {row['grade']}, {float(row['involvement_percent']):.1f} % "
                   f"involved{note}")
         else:
-            print(f"{row['scan']}: failed: {row['message']}")
-    failed = sum(row["status"] != "ok" for row in rows)
-    print(f"{len(rows) - failed} of {len(rows)} scans done; summary: {args.output / 'summary.csv'}")
-    return 1 if failed else 0
+            print(f"{row['scan']}: {row['status']}: {row['message']}")
+    done = sum(row["status"] == "ok" for row in rows)
+    print(f"{done} of {len(rows)} scans done; summary: {args.output / 'summary.csv'}")
+    return batch_exit_code(rows)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -229,7 +231,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from covseg.serve.run import serve
 
     serve(args.host, args.port, args.work, workers=args.workers, max_upload_mb=args.max_upload_mb,
-          max_queue=args.max_queue, token=args.token or os.environ.get("COVSEG_TOKEN") or None)
+          max_queue=args.max_queue, token=args.token or os.environ.get("COVSEG_TOKEN") or None,
+          min_free_mb=args.min_free_mb)
     return 0
 
 
@@ -351,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=float, default=512, help="largest upload (default: 512)")
     p.add_argument("--max-queue", type=int, default=32, help="queued jobs before uploads get 429")
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or set COVSEG_TOKEN)")
+    p.add_argument("--min-free-mb", type=float,
+                   help="refuse uploads (503) while the work folder has less free space "
+                        "(default: twice --max-upload-mb plus 64)")
 
     p = add("evaluate", _cmd_evaluate, "score a model on held-out data in the paper's layout")
     add_network_options(p)
@@ -385,6 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if args.debug:
             raise
+        from covseg.io.outputs import is_disk_full
+
+        if is_disk_full(exc):
+            print(f"covseg: error: no space left on the device ({exc.__class__.__name__}); free "
+                  "some space or choose another output folder", file=sys.stderr)
+            return 2
         print(f"covseg: internal error: {exc.__class__.__name__}: {exc} (rerun with --debug and "
               "report it)", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ from covseg.infer.density import DensityGate, gate_by_density
 from covseg.infer.framing import Framing, from_geometry, from_lungs, turns_upright
 from covseg.infer.preprocess import model_input
 from covseg.infer.resample import model_plane_size, resize_planes
+from covseg.io.outputs import check_space, expected_bytes, folder_lock
 from covseg.io.qa import check_input
 from covseg.io.dicom_seg import choose_formats, select_outputs, write_result_seg
 from covseg.io import (Scan, atomic_write, chest_ct_warnings, mask_suffix, read_scan,
@@ -203,7 +204,8 @@ def _given_lungs(scan: Scan, lung_mask: np.ndarray | str | Path) -> np.ndarray:
 
 
 def _find_lesions(scan: Scan, small: np.ndarray, small_lungs: np.ndarray,
-                  segmenter: LesionSegmenter, progress: bool) -> np.ndarray:
+                  segmenter: LesionSegmenter, progress: bool,
+                  on_slices: Callable[[int, int], None] = lambda done, total: None) -> np.ndarray:
     """0/1/2 labels on the model's grid; slices without lungs are not run.
 
     The network's inputs are made and run a slab at a time, so they never exist for the whole
@@ -218,6 +220,7 @@ def _find_lesions(scan: Scan, small: np.ndarray, small_lungs: np.ndarray,
         inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity) for z in zs])
         labels[zs] = segmenter.predict(inputs, small_lungs[zs] > 0)
         bar.update(zs.size)
+        on_slices(k + zs.size, has_lungs.size)
     bar.close()
     return labels
 
@@ -250,7 +253,8 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
             key: str | None = None, progress: bool = False,
             lungs: str = "auto", override_qa: bool = False,
             lung_mask: np.ndarray | str | Path | None = None,
-            formats: tuple[str, ...] | None = None, seg_type: str = "binary") -> SegmentationResult:
+            formats: tuple[str, ...] | None = None, seg_type: str = "binary",
+            on_progress: Callable[[float, str], None] | None = None) -> SegmentationResult:
     """Segment a scan (path or `Scan`); with `output`, write masks, report and pictures there.
 
     `lungs`: the lung method (covseg.lungs.METHODS); "auto" uses HU thresholds for CT in HU and
@@ -259,16 +263,21 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     without lungs is always refused. `lung_mask`: the user's own lung mask (an array or a mask
     file on the scan's grid) instead of covseg's lung extraction, recorded as lungs "given".
     `formats`: "nifti" and/or "dicom-seg" (covseg.io.dicom_seg); default NIfTI masks, plus
-    lesions.seg.dcm (`seg_type` binary or fractional) for a DICOM input.
+    lesions.seg.dcm (`seg_type` binary or fractional) for a DICOM input. `on_progress(fraction,
+    stage)` hears how far the run is (a service shows it while the job runs).
     """
+    step = on_progress or (lambda fraction, stage: None)
     watch = Stopwatch()
     if not isinstance(scan, Scan):
         scan = read_scan(scan, key=key)
     qa = check_input(scan, override_qa)
     watch.lap("read")
+    step(0.1, "read")
     names = select_outputs(output_names(mask_suffix(scan)), choose_formats(scan, formats))
     if output is not None:
         check_outputs(Path(output), list(names.values()), force)
+        check_space(Path(output), expected_bytes(scan.array.size,
+                                                 seg_type if "seg" in names else None))
     segmenter = segmenter or LesionSegmenter()
     watch.lap("load_model")
 
@@ -277,7 +286,9 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     frame = _frame(scan, method, given)
     coverage = lung_coverage(frame.sides)
     watch.lap("framing_and_lungs")
-    small_labels = _find_lesions(scan, frame.small, frame.small_sides, segmenter, progress)
+    step(0.2, "lungs")
+    small_labels = _find_lesions(scan, frame.small, frame.small_sides, segmenter, progress,
+                                 lambda done, total: step(0.2 + 0.6 * done / total, "lesions"))
     watch.lap("lesions")
     labels = frame.to_source(_full_resolution_labels(small_labels, frame.sides))
     lung_sides = frame.to_source(frame.sides)
@@ -303,11 +314,14 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
         timings_s=watch.seconds,  # the same dict: the laps below still land in report.json
     )
     watch.lap("labels_and_numbers")
+    step(0.85, "measures")
     result = SegmentationResult(scan, labels, lung_sides, report)
     if pictures:
         result.pictures = render_pictures(scan, labels, report.quantification)
         watch.lap("pictures")
+        step(0.9, "pictures")
     if output is not None:
+        step(0.95, "writing")
         _write(result, Path(output), names, force, seg_type)
     return result
 
@@ -320,7 +334,9 @@ def _write(result: SegmentationResult, out: Path, names: dict[str, str], force: 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     try:
-        _write_files(result, out, names, force, written, seg_type)
+        with folder_lock(out):  # a second run into `out` waits, then finds these files
+            check_outputs(out, list(names.values()), force)
+            _write_files(result, out, names, force, written, seg_type)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
@@ -393,13 +409,28 @@ def _quantified_row(q: Quantification, density: DensityInfo | None = None) -> di
     return row
 
 
+def failure_status(exc: BaseException) -> str:
+    """"refused" when the scan or the output folder is at fault (the user can mend it: exit 2),
+    "failed" when covseg or a library broke (a bug: exit 1)."""
+    from covseg.io.outputs import is_disk_full
+
+    return "refused" if isinstance(exc, CovsegError) or is_disk_full(exc) else "failed"
+
+
+def batch_exit_code(rows: list[dict]) -> int:
+    """0 when every scan is done, 1 when covseg failed on one (a bug), else 2 (a scan or the
+    output was refused): a script can tell its own problems from covseg's."""
+    statuses = {row["status"] for row in rows}
+    return 1 if "failed" in statuses else 2 if "refused" in statuses else 0
+
+
 def _failure_message(exc: BaseException, where: Path) -> str:
     """One line for a failed row: covseg's own message, or what broke inside a library."""
-    from covseg.io.outputs import DISK_FULL, disk_full
+    from covseg.io.outputs import disk_full, is_disk_full
 
     if isinstance(exc, CovsegError):
         return str(exc)
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+    if is_disk_full(exc):
         return str(disk_full(where))
     return (f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug for the "
             "traceback and report it)")
@@ -451,7 +482,7 @@ def build_scan(path: Path, final: Path, tmp: Path, force: bool, segmenter: Lesio
         shutil.rmtree(tmp, ignore_errors=True)
         if debug:
             traceback.print_exc()
-        row = {"scan": str(path), "output": str(final), "status": "failed",
+        row = {"scan": str(path), "output": str(final), "status": failure_status(exc),
                "message": _failure_message(exc, tmp)}
     return row
 

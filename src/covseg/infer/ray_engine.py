@@ -50,6 +50,9 @@ class ScanWorker:
                                    self.settings, self.run, debug)
 
 
+RAY_AUTH_NOTICE = "ray._private.authentication.authentication_token_setup"
+
+
 def connect(address: str | None) -> bool:
     """Join the cluster at `address`, or start a local Ray on this machine's CPUs. True when
     this call started Ray, so that the caller shuts it down again (a session it found, it keeps)."""
@@ -59,7 +62,8 @@ def connect(address: str | None) -> bool:
         return False
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
-    else:
+    else:  # Ray's default token authentication stays on; only its notice of it is kept quiet
+        logging.getLogger(RAY_AUTH_NOTICE).setLevel(logging.ERROR)
         ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False,
                  logging_level=logging.WARNING)
     return True

@@ -8,15 +8,17 @@ name beside its target and renamed into place, so a crash leaves no half-written
 from __future__ import annotations
 
 import csv
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from covseg.errors import OutputExistsError
-from covseg.io.outputs import DISK_FULL, disk_full, file_mode
+from covseg.errors import OutputError, OutputExistsError
+from covseg.io.outputs import disk_full, file_mode, is_disk_full
 from covseg.io.scan import Scan
 
 
@@ -41,7 +43,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], force: bool = 
         os.chmod(tmp, file_mode())  # mkstemp made it 0600; results follow the user's umask
         os.replace(tmp, path)
     except OSError as exc:
-        if exc.errno in DISK_FULL:
+        if is_disk_full(exc):
             raise disk_full(path) from None
         raise
     finally:
@@ -102,7 +104,13 @@ def _write_itk(scan: Scan, labels: np.ndarray, tmp: Path) -> None:
     img = sitk.GetImageFromArray(labels)
     img.CopyInformation(scan.geometry.itk_reference)
     img = sitk.DICOMOrient(img, scan.geometry.source_orientation)
-    sitk.WriteImage(img, str(tmp), useCompression=True)
+    try:
+        sitk.WriteImage(img, str(tmp), useCompression=True)
+    except RuntimeError as exc:  # ITK names no errno: a full disk is told by the space left
+        if shutil.disk_usage(tmp.parent).free < labels.nbytes:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp)) from None
+        raise OutputError(f"could not write a mask into {tmp.parent}: "
+                          f"{str(exc).strip().splitlines()[-1]}; check the output folder") from None
 
 
 def _write_png(plane: np.ndarray, tmp: Path) -> None:

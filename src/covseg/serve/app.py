@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from covseg import __version__
+from covseg.io.outputs import free_bytes
 from covseg.serve.store import STATUSES, JobStore, new_job_id
 from covseg.serve.uploads import UploadError, discard, prepare_scan, receive_file
 from covseg.serve.workers import RESULT_FILES, Dispatcher
@@ -38,11 +39,14 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 def create_app(work_dir: str | Path, workers: int = 1, max_upload_mb: float = 512,
                max_queue: int = 32, token: str | None = None,
-               max_unzipped_mb: float | None = None, start_workers: bool = True) -> FastAPI:
+               max_unzipped_mb: float | None = None, start_workers: bool = True,
+               min_free_mb: float | None = None) -> FastAPI:
     """The covseg service over `work_dir` (jobs.sqlite, uploads/, jobs/); `workers` processes.
 
     `max_unzipped_mb` bounds what a zip may unpack to (default 4x the upload bound);
-    `start_workers=False` serves the API without running jobs (for tests of the API alone).
+    `start_workers=False` serves the API without running jobs (for tests of the API alone);
+    uploads get 503 while the work folder has less than `min_free_mb` free (default twice the
+    upload bound plus 64 MiB), so a job never starts on a disk it would fill.
     """
     work = Path(work_dir).resolve()
     uploads, jobs_dir = work / "uploads", work / "jobs"
@@ -53,7 +57,8 @@ def create_app(work_dir: str | Path, workers: int = 1, max_upload_mb: float = 51
     store = JobStore(work / "jobs.sqlite")
     limit = int(max_upload_mb * 2 ** 20)
     max_unzipped = int((max_unzipped_mb or 4 * max_upload_mb) * 2 ** 20)
-    state: dict = {"dispatcher": None, "stopping": False}
+    min_free = int((min_free_mb if min_free_mb is not None else 2 * max_upload_mb + 64) * 2 ** 20)
+    state: dict = {"dispatcher": None}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -65,7 +70,6 @@ def create_app(work_dir: str | Path, workers: int = 1, max_upload_mb: float = 51
             state["dispatcher"] = Dispatcher(store, jobs_dir, workers)
             state["dispatcher"].start()
         yield
-        state["stopping"] = True
         if state["dispatcher"]:
             await run_in_threadpool(state["dispatcher"].stop)
 
@@ -111,14 +115,18 @@ def create_app(work_dir: str | Path, workers: int = 1, max_upload_mb: float = 51
     @app.get("/v1/health")
     def health() -> dict:
         """Liveness and queue depth (open without a token, for load balancers)."""
-        return {"status": "stopping" if state["stopping"] else "ok", "version": __version__,
+        low = free_bytes(work) < min_free
+        return {"status": "low_disk" if low else "ok", "version": __version__,
                 "workers": workers, **{s: store.count(s) for s in STATUSES}}
 
     @app.post("/v1/jobs", status_code=202, dependencies=[Depends(authorize)])
     async def submit(request: Request) -> JSONResponse:
         """Upload a scan as multipart field `file`: NIfTI, one DICOM file, or a zip of a series."""
-        if state["stopping"]:
-            raise ApiError(503, "the server is shutting down; retry later")
+        free = free_bytes(work)
+        if free < min_free:  # an upload and its results could fill the disk mid-job
+            raise ApiError(503, f"the server's work folder is nearly out of space "
+                                f"({free / 2**20:.0f} MiB free, {min_free / 2**20:.0f} MiB "
+                                "kept for uploads and results); retry later or tell its operator")
         if store.count("queued") >= max_queue:
             raise ApiError(429, f"the queue is full ({max_queue} jobs waiting); retry later")
         declared = request.headers.get("content-length")

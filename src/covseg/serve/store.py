@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     input TEXT NOT NULL,
     filename TEXT NOT NULL DEFAULT '',
     progress REAL NOT NULL DEFAULT 0,
+    stage TEXT NOT NULL DEFAULT '',
     attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     files TEXT NOT NULL DEFAULT '[]',
@@ -46,6 +47,7 @@ class Job:
     input: str
     filename: str = ""
     progress: float = 0.0
+    stage: str = ""  # what a running job is doing (read, lungs, lesions, ...; done)
     attempts: int = 0
     error: str | None = None
     files: list[str] = field(default_factory=list)
@@ -77,6 +79,9 @@ class JobStore:
         try:  # WAL: readers never wait for the worker that is writing a job's state
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "stage" not in columns:  # a work folder from before stages were kept
+                db.execute("ALTER TABLE jobs ADD COLUMN stage TEXT NOT NULL DEFAULT ''")
         finally:
             db.close()
 
@@ -129,18 +134,19 @@ class JobStore:
         """Mark a queued job running (one more attempt); False if it is not queued any more."""
         with self._db() as db:
             cur = db.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, "
-                             "progress = 0.05, started = ?, error = NULL "
+                             "progress = 0.05, stage = 'starting', started = ?, error = NULL "
                              "WHERE id = ? AND status = 'queued'", (time.time(), job_id))
             return cur.rowcount == 1
 
-    def progress(self, job_id: str, fraction: float) -> None:
+    def progress(self, job_id: str, fraction: float, stage: str) -> None:
         with self._db() as db:
-            db.execute("UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running'",
-                       (round(fraction, 3), job_id))
+            db.execute("UPDATE jobs SET progress = ?, stage = ? WHERE id = ? AND status = 'running'",
+                       (round(fraction, 3), stage, job_id))
 
     def finish(self, job_id: str, files: list[str]) -> None:
         with self._db() as db:
-            db.execute("UPDATE jobs SET status = 'done', progress = 1, files = ?, finished = ?, "
+            db.execute("UPDATE jobs SET status = 'done', progress = 1, stage = 'done', files = ?, "
+                       "finished = ?, "
                        "error = NULL WHERE id = ?", (json.dumps(files), time.time(), job_id))
 
     def fail(self, job_id: str, error: str) -> None:
@@ -150,7 +156,7 @@ class JobStore:
 
     def requeue(self, job_id: str) -> None:
         with self._db() as db:
-            db.execute("UPDATE jobs SET status = 'queued', progress = 0 WHERE id = ?", (job_id,))
+            db.execute("UPDATE jobs SET status = 'queued', progress = 0, stage = '' WHERE id = ?", (job_id,))
 
     def recover(self) -> tuple[list[str], list[str]]:
         """After a crash: jobs left `running` run once more, or fail if they already had a retry.
@@ -168,7 +174,7 @@ class JobStore:
                                                 row["id"]))
                     failed.append(row["id"])
                 else:
-                    db.execute("UPDATE jobs SET status = 'queued', progress = 0 WHERE id = ?",
+                    db.execute("UPDATE jobs SET status = 'queued', progress = 0, stage = '' WHERE id = ?",
                                (row["id"],))
                     requeued.append(row["id"])
         return requeued, failed

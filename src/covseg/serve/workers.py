@@ -59,7 +59,8 @@ def run_job(db_path: str, job_id: str, input_path: str, out_dir: str) -> str:
     out = Path(out_dir)
     shutil.rmtree(out, ignore_errors=True)  # a retried job starts from an empty folder
     try:
-        segment(input_path, out, force=True, segmenter=_segmenter)
+        segment(input_path, out, force=True, segmenter=_segmenter,
+                on_progress=lambda fraction, stage: store.progress(job_id, fraction, stage))
     except CovsegError as exc:
         store.fail(job_id, str(exc).replace(str(Path(input_path).parent) + "/", "").splitlines()[0])
         return "failed"
