@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import covseg
-import covseg.infer.pipeline as pipeline
+import covseg.pipeline as pipeline
 from covseg.demo import save_phantom
 from covseg.infer import LesionSegmenter
 from covseg.infer.density import DensityGate, gate_by_density

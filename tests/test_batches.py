@@ -129,7 +129,7 @@ def test_a_changed_scan_is_redone(scans, tmp_path):
 
 
 def test_a_failure_of_any_kind_is_a_row(scans, tmp_path, monkeypatch, capsys):
-    from covseg.infer import pipeline
+    from covseg import pipeline
 
     real = pipeline.segment
     faults = {"scan1": RuntimeError("a library broke"), "scan2": MemoryError()}
@@ -210,7 +210,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(scans, tmp_path, cli, monkey
 
 def test_a_batch_exit_code_tells_the_users_problems_from_covsegs(scans, tmp_path, cli,
                                                                  monkeypatch):
-    from covseg.infer import pipeline
+    from covseg import pipeline
 
     bad = tmp_path / "broken.nii.gz"
     bad.write_bytes(b"not a nifti")
@@ -232,7 +232,7 @@ def test_a_batch_exit_code_tells_the_users_problems_from_covsegs(scans, tmp_path
 
 
 def _no_compute(monkeypatch):
-    from covseg.infer import pipeline
+    from covseg import pipeline
 
     def never(*args, **kwargs):
         raise AssertionError("the lesion model ran although the output was refused")
@@ -286,7 +286,7 @@ def test_a_full_disk_under_a_dicom_source_is_one_line(tmp_path, cli, monkeypatch
 
     import SimpleITK as sitk
 
-    from covseg.infer import pipeline
+    from covseg import pipeline
     from covseg.io import writers
 
     series = _dicom_chest(tmp_path)
@@ -326,7 +326,7 @@ def tiny_disk(tmp_path):
 def test_a_real_full_disk(tiny_disk, tmp_path, cli, monkeypatch):
     """On a real 1 MiB disk: refused before compute; and with the pre-check passed, the full
     disk met while writing a DICOM source's masks is one line and leaves nothing."""
-    from covseg.infer import pipeline
+    from covseg import pipeline
 
     series = _dicom_chest(tmp_path)
     (tiny_disk / "filler").write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))
@@ -346,7 +346,7 @@ def test_a_second_run_into_one_folder_waits_and_never_mixes_files(scans, tmp_pat
     import threading
 
     from covseg.errors import OutputExistsError
-    from covseg.infer import pipeline
+    from covseg import pipeline
 
     out = tmp_path / "out"
     out.mkdir()

@@ -29,10 +29,10 @@ def test_lung_choices_are_the_registry():
     assert "auto" not in _option("evaluate", "--lungs").choices
 
 
-def test_the_predictor_checks_backends_against_the_same_registry():
-    from covseg.infer import predictor
+def test_the_backends_are_checked_against_the_same_registry():
+    from covseg.infer import backends
 
-    assert predictor.BACKENDS is BACKENDS
+    assert backends.BACKENDS is BACKENDS
 
 
 def test_the_report_records_what_ran(tmp_path):
@@ -45,6 +45,7 @@ def test_the_report_records_what_ran(tmp_path):
     segmenter = LesionSegmenter(backend="torch", precision="fp32")
     report = covseg.segment(ct, segmenter=segmenter, pictures=False, lungs="auto").report
     assert report.model.weights_sha256 == sha256(DEFAULT_WEIGHTS)  # the file's own bytes
+    assert report.model.file_sha256 == report.model.weights_sha256  # torch runs the .pt itself
     assert (report.model.backend, report.model.precision) == ("torch", "fp32")
     assert report.preprocessing.lungs == resolve_method("auto", "hu") == "hu"  # not "auto"
 
@@ -55,3 +56,16 @@ def test_the_default_backend_is_recorded_as_resolved(tmp_path):
     model = covseg.segment(ct, pictures=False).report.model
     assert model.backend in BACKENDS and model.backend != "auto"
     assert model.precision in ("fp32", "bf16", "int8")
+
+
+def test_the_int8_model_is_identified_by_its_own_file(tmp_path):
+    """onnx-int8 runs anamnet_ma20.int8.onnx, not the .pt: the report names both files."""
+    from covseg.infer import LesionSegmenter
+    from covseg.models.weights import DEFAULT_INT8, DEFAULT_WEIGHTS, sha256
+
+    ct = save_phantom(covseg.make_phantom(shape=(24, 96, 96), spacing=(6.0, 3.6, 3.6)),
+                      tmp_path / "phantom.nii.gz")
+    report = covseg.segment(ct, segmenter=LesionSegmenter(backend="onnx-int8"),
+                            pictures=False).report
+    assert report.model.file_sha256 == sha256(DEFAULT_INT8) != report.model.weights_sha256
+    assert report.model.weights_sha256 == sha256(DEFAULT_WEIGHTS)

@@ -12,7 +12,7 @@ import pytest
 from builders import write_dicom_series
 from covseg.demo import make_phantom, save_phantom
 from covseg.infer import LesionSegmenter
-from covseg.infer.pipeline import segment
+from covseg.pipeline import segment
 
 SEGMENT_LABELS = ["abnormal lung (COVID-19 lesion)", "right lung", "left lung"]
 

@@ -8,13 +8,13 @@ import torch
 
 from covseg.export import export_onnx
 from covseg.infer import LesionSegmenter
-from covseg.infer.predictor import DEFAULT_INT8, load_model
+from covseg.models.weights import DEFAULT_INT8, load_model
 
 
 @pytest.fixture(scope="module")
 def real_inputs(data_dir):
     from covseg.data.ma20 import load_ma20
-    from covseg.infer.preprocess import model_input
+    from covseg.preprocess.contract import model_input
     data = load_ma20(folds=[4], limit=6)
     return np.stack([model_input(im, lu, data.intensity) for im, lu in zip(data.images, data.lungs)]), data
 

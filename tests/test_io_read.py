@@ -7,7 +7,7 @@ import scipy.io
 from PIL import Image
 
 from covseg.errors import InputError
-from covseg.infer.preprocess import Intensity
+from covseg.intensity import Intensity
 from covseg.io import read_scan
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from covseg.evaluate.metrics import Evaluation, confusion, scores
+from covseg.metrics import Evaluation, confusion, scores
 
 
 def test_confusion_counts():

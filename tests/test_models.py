@@ -7,7 +7,7 @@ import torch
 from covseg.errors import CovsegError
 from covseg.models import available_models, build_model
 from covseg.models.anamnet import AnamNet
-from covseg.models.profile import count_parameters, gmacs, model_table
+from covseg.evaluate.profile import count_parameters, gmacs, model_table
 
 ALL = available_models()
 

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from covseg.evaluate.metrics import Evaluation
+from covseg.metrics import Evaluation
 from covseg.evaluate.tune import MARGINS, MIN_LESION_PX, grid_search
 from covseg.infer.postprocess import PostProcess, drop_small_islands
 from covseg.infer.predictor import LesionSegmenter

@@ -3,8 +3,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.exposure import equalize_adapthist
 
-from covseg.infer.preprocess import enhance, model_input
-from covseg.infer.resample import resize_planes
+from covseg.preprocess.contract import enhance, model_input
+from covseg.preprocess.resample import resize_planes
 from covseg.lungs.threshold import _fill_holes
 
 

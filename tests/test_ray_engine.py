@@ -58,8 +58,8 @@ def _mask(path: Path) -> np.ndarray:
 
 @needs_ray
 def test_ray_cohort_equals_local_and_reruns_skip(cohort, local_ray, tmp_path):
-    from covseg.infer.pipeline import segment_many
-    from covseg.infer.ray_engine import segment_many_ray
+    from covseg.pipeline import segment_many
+    from covseg.ray_engine import segment_many_ray
     from covseg.io.outputs import DONE_NAME
 
     local, remote = tmp_path / "local", tmp_path / "ray"
@@ -86,8 +86,8 @@ def test_ray_cohort_equals_local_and_reruns_skip(cohort, local_ray, tmp_path):
 @needs_ray
 def test_ray_cohort_skips_what_the_local_engine_did(cohort, local_ray, tmp_path):
     """One folder, either engine: a scan the local engine finished is not redone by Ray."""
-    from covseg.infer.pipeline import segment_many
-    from covseg.infer.ray_engine import segment_many_ray
+    from covseg.pipeline import segment_many
+    from covseg.ray_engine import segment_many_ray
 
     out = tmp_path / "out"
     segment_many(cohort[:2], out, progress=False)
@@ -130,7 +130,7 @@ def _segmenter_that_dies_on_crash_scans():
 def test_a_dead_worker_is_a_failed_row_and_the_cohort_goes_on(cohort, local_ray, tmp_path):
     import shutil
 
-    from covseg.infer.ray_engine import segment_many_ray
+    from covseg.ray_engine import segment_many_ray
 
     local_ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/
     crash = shutil.copy(cohort[1], tmp_path / "crash.nii.gz")

@@ -16,7 +16,7 @@ import pytest
 
 import covseg
 from covseg.demo import save_phantom
-from covseg.infer.preprocess import Intensity
+from covseg.intensity import Intensity
 from covseg.io.scan import Geometry, Scan
 from covseg.report import render_html
 from covseg.report.figures import overlay, png_bytes

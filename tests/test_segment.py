@@ -11,7 +11,7 @@ from PIL import Image
 
 from covseg.demo import make_phantom, run_demo
 from covseg.infer import LesionSegmenter
-from covseg.infer.pipeline import segment
+from covseg.pipeline import segment
 
 
 @pytest.fixture(scope="module")

@@ -362,7 +362,7 @@ def test_a_work_folder_from_before_stages_opens(tmp_path):
 
 
 def test_segment_reports_its_progress_in_order(inputs):
-    from covseg.infer.pipeline import segment
+    from covseg.pipeline import segment
 
     calls = []
     segment(inputs["nifti"], pictures=True, on_progress=lambda f, s: calls.append((f, s)))

@@ -9,8 +9,8 @@ import pytest
 from covseg.evaluate import evaluate_model
 from covseg.evaluate.lungs import evaluate_hu_lungs, evaluate_lungs
 from covseg.infer import LesionSegmenter
-from covseg.infer.predictor import DEFAULT_WEIGHTS
-from covseg.infer.predictor import sha256
+from covseg.models.weights import DEFAULT_WEIGHTS
+from covseg.models.weights import sha256
 
 
 @pytest.mark.parametrize("backend", ["onnx-int8", "torch"])

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from covseg.errors import InputError
-from covseg.models import weights as w
 from covseg.models.weights import DEFAULT_WEIGHTS, WEIGHTS_DIR, load_model, sha256
 
 
@@ -118,13 +117,15 @@ def cache_home(tmp_path, monkeypatch):
 
 
 def test_onnx_cache_is_private_and_in_the_user_cache(cache_home):
-    folder = w.onnx_cache_dir()
+    from covseg.export import cache
+
+    folder = cache.onnx_cache_dir()
     assert folder.is_relative_to(cache_home)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
 
 
 def test_cached_onnx_is_verified_before_use(cache_home, monkeypatch):
-    import covseg.export.onnx as onnx_export
+    from covseg.export import cache
 
     made = []
 
@@ -132,21 +133,21 @@ def test_cached_onnx_is_verified_before_use(cache_home, monkeypatch):
         made.append(path)
         path.write_bytes(b"an exported model")
 
-    monkeypatch.setattr(onnx_export, "export_fp32", fake_export)
+    monkeypatch.setattr(cache, "export_fp32", fake_export)
     digest = sha256(DEFAULT_WEIGHTS)
-    first = w.cached_onnx(None, digest)
+    first = cache.cached_onnx(None, digest)
     assert first.name == f"{digest}.onnx" and len(made) == 1
-    assert w.cached_onnx(None, digest) == first and len(made) == 1  # reused
+    assert cache.cached_onnx(None, digest) == first and len(made) == 1  # reused
     first.write_bytes(b"planted")
-    assert w.cached_onnx(None, digest).read_bytes() == b"an exported model"
+    assert cache.cached_onnx(None, digest).read_bytes() == b"an exported model"
     assert len(made) == 2  # the planted file was not trusted
     with pytest.raises(ValueError):
-        w.cached_onnx(None, "../../etc/passwd")
+        cache.cached_onnx(None, "../../etc/passwd")
 
 
 @pytest.mark.slow
 def test_onnx_backend_uses_the_user_cache(cache_home):
-    from covseg.infer.predictor import Network
+    from covseg.infer.backends import Network
 
     net = Network(backend="onnx")
     exports = list((cache_home / "covseg" / "onnx").glob("*.onnx"))

@@ -23,7 +23,7 @@ _API = {
     "evaluate_model": "covseg.evaluate",
     "tune_postprocess": "covseg.evaluate.tune",
     "run_demo": "covseg.demo",
-    "segment": "covseg.infer.pipeline",
+    "segment": "covseg.pipeline",
     "compare": "covseg.compare",
     "make_phantom": "covseg.demo",
     "LesionSegmenter": "covseg.infer",

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from covseg.infer.preprocess import model_input
+from covseg.preprocess.contract import model_input
 
 
 def make_volume(path: Path, slices: int = 300, size: int = 512) -> Path:
@@ -61,7 +61,7 @@ def peak_rss_mib() -> float:
 def _child(scan: str, out: str, backend: str) -> None:
     """Runs in a fresh process: the default path end to end, reports time and peak memory."""
     from covseg.infer import LesionSegmenter
-    from covseg.infer.pipeline import segment
+    from covseg.pipeline import segment
 
     segmenter = LesionSegmenter(backend=backend)  # loaded before the clock starts
     t0 = time.perf_counter()
@@ -89,7 +89,7 @@ def run_default(scan: Path, out: Path, backend: str = "auto") -> dict:
 
 def run_reference(scan: Path, lungs: np.ndarray, picks: np.ndarray) -> tuple[float, np.ndarray]:
     """Eager fp32 Anam-Net on full 512x512 lung-masked frames, one slice at a time."""
-    from covseg.infer.predictor import load_model
+    from covseg.models.weights import load_model
     from covseg.io import read_scan
 
     model, _ = load_model()

@@ -56,7 +56,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from covseg.io import mask_suffix, read_scan
 
     scan = read_scan(args.scans[0], key=args.key)  # a bad file is refused before torch loads
-    from covseg.infer.pipeline import check_outputs, output_names, segment
+    from covseg.pipeline import check_outputs, output_names, segment
 
     from covseg.io.dicom_seg import choose_formats, parse_formats, select_outputs
 
@@ -90,19 +90,19 @@ def _segmenter(args: argparse.Namespace):
 def _segment_batch(args: argparse.Namespace) -> int:
     """Several scans: resumable, one row each; the model loads once the folder is locked."""
     if args.engine == "ray":
-        from covseg.infer.ray_engine import segment_many_ray
+        from covseg.ray_engine import segment_many_ray
 
         rows = segment_many_ray(args.scans, args.output, force=args.force,
                                 segmenter=functools.partial(_segmenter, args), lungs=args.lungs,
                                 override_qa=args.override_qa, debug=args.debug,
                                 address=args.address, workers=args.workers)
     else:
-        from covseg.infer.pipeline import segment_many
+        from covseg.pipeline import segment_many
 
         rows = segment_many(args.scans, args.output, force=args.force,
                             segmenter=lambda: _segmenter(args), lungs=args.lungs,
                             override_qa=args.override_qa, debug=args.debug)
-    from covseg.infer.pipeline import batch_exit_code
+    from covseg.pipeline import batch_exit_code
 
     for row in rows:
         if row["status"] == "ok":
@@ -133,9 +133,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from covseg.models.profile import model_table
+    from covseg.evaluate.profile import model_table
 
     print(model_table(args.names or None, latency=not args.no_latency))
+    return 0
+
+
+def _cmd_ship(args: argparse.Namespace) -> int:
+    """A finished run's weights with their metadata sidecar: usable with --weights alone."""
+    from covseg.train.ship import ship
+
+    dest = ship(args.run, args.output, args.trained_on, {}, force=args.force)
+    print(f"weights: {dest} (metadata: {dest.with_suffix('.json')})")
     return 0
 
 
@@ -319,6 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="stop after this many steps (resumable)")
     p.add_argument("--precision", choices=PRECISIONS, help="override the config's precision (auto: "
                    "time fp32 and bf16 at the start and train in the faster)")
+
+    p = add("ship", _cmd_ship, "turn a finished training run into weights with their metadata "
+            "(usable with --weights alone)")
+    p.add_argument("run", type=Path, help="the run folder (holds model.pt and config.json)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the weights file to write")
+    p.add_argument("--trained-on", required=True, help="what the weights were trained on, in "
+                   "words (data set, folds, licence); reports quote it")
+    p.add_argument("--force", action="store_true", help="replace existing weights")
 
     p = add("tune", _cmd_tune, "choose the post-processing (decision margin, smallest lesion) "
             "on held-out folds")

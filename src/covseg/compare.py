@@ -125,7 +125,7 @@ def _from_results(folder: Path) -> Examination:
 
 def _from_scan(scan, segmenter) -> Examination:
     """A scan: segmented now, in memory."""
-    from covseg.infer.pipeline import segment
+    from covseg.pipeline import segment
 
     result = segment(scan, None, segmenter=segmenter, pictures=False)
     return Examination(str(scan.source), result.labels, result.lungs, scan.spacing,
@@ -272,7 +272,7 @@ def compare(before: str | Path, after: str | Path, output: str | Path | None = N
     With `output`, writes compare.json (the numbers, the verdict and its rule) and compare.html
     (matching slices side by side with both overlays, per-slice involvement of both).
     """
-    from covseg.infer.pipeline import check_outputs
+    from covseg.pipeline import check_outputs
 
     if output is not None:
         check_outputs(Path(output), ["compare.json", "compare.html"], force)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from covseg.infer.preprocess import Intensity, enhance
+from covseg.intensity import Intensity
+from covseg.preprocess.contract import enhance
 
 
 @dataclass

@@ -21,8 +21,8 @@ def training_arrays(data, slices: SliceSet, scale: float = 1.0
     """Enhanced whole slices, lung masks and targets (lesion maps, or lung masks for the lung
     model), zoomed in-plane by `scale`. The lung masking is left to the augmentation, so it
     follows the lungs through every transform."""
-    from covseg.infer.preprocess import enhance
-    from covseg.infer.resample import model_plane_size, resize_planes
+    from covseg.preprocess.contract import enhance
+    from covseg.preprocess.resample import model_plane_size, resize_planes
 
     images = np.stack([enhance(im, slices.intensity) for im in slices.images])
     lungs = slices.lungs.astype(np.uint8)

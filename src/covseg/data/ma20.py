@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from covseg.data.root import require_dataset
-from covseg.infer.preprocess import Intensity
+from covseg.intensity import Intensity
 from covseg.labels import ABNORMAL, NORMAL
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from covseg.data.ma20 import SliceSet, labels_from_masks
 from covseg.data.root import require_dataset
-from covseg.infer.preprocess import Intensity
+from covseg.intensity import Intensity
 from covseg.lungs import extract_lungs_display
 
 SCALE = 0.5

@@ -24,7 +24,7 @@ def save_phantom(phantom: Phantom, path: str | Path, force: bool = False) -> Pat
 
 def run_demo(output: str | Path = "covseg-demo", force: bool = False, quiet: bool = False):
     """Build the phantom, segment it into `output`, print the findings against the truth."""
-    from covseg.infer.pipeline import check_outputs, output_names, segment
+    from covseg.pipeline import check_outputs, output_names, segment
 
     out = Path(output)
     ct_path = out / PHANTOM_NAME

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from covseg.data.ma20 import load_ma20
-from covseg.evaluate.metrics import Evaluation
+from covseg.metrics import Evaluation
 from covseg.lungs import extract_lungs
 
 

@@ -7,9 +7,9 @@ import numpy as np
 
 from covseg.data.datasets import load_test_set
 from covseg.data.ma20 import SliceSet
-from covseg.evaluate.metrics import Evaluation
+from covseg.metrics import Evaluation
 from covseg.infer.predictor import LesionSegmenter
-from covseg.infer.preprocess import model_input
+from covseg.preprocess.contract import model_input
 from covseg.io.writers import check_writable, write_csv
 from covseg.train.config import DataConfig, load_config
 

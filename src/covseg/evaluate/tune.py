@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from covseg.data.datasets import load_test_set
-from covseg.evaluate.metrics import dice_from_counts
+from covseg.metrics import dice_from_counts
 from covseg.evaluate.run import model_inputs
 from covseg.infer.postprocess import IN_PLANE, PostProcess
 from covseg.infer.predictor import LesionSegmenter

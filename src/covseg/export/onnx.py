@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from covseg.infer.predictor import load_model
+from covseg.models.weights import load_model
 from covseg.io.writers import atomic_write, check_writable
 
 INPUT, OUTPUT = "image", "logits"
@@ -33,7 +33,7 @@ def calibration_batches(count: int = 64, folds: tuple[int, ...] = (1, 2, 3),
                         data_root: str | Path | None = None) -> list[np.ndarray]:
     """Whole lung-masked model inputs from ma20's training folds, one (1, 1, H, W) array each."""
     from covseg.data.ma20 import load_ma20
-    from covseg.infer.preprocess import model_input
+    from covseg.preprocess.contract import model_input
 
     data = load_ma20(folds=list(folds), data_root=data_root, limit=count)
     return [model_input(image, lungs, data.intensity)[None, None].astype(np.float32)

@@ -1,13 +1,13 @@
 """From model input slices to label maps with the shipped (or a given) model.
 
-Names are imported on first use: `covseg.infer.preprocess` and friends are needed by readers
-and the CLI, which must not pay for torch until a model runs.
+Names are imported on first use, so that readers and the CLI do not pay for torch until a model
+runs.
 """
 from __future__ import annotations
 
 import importlib
 
-_API = {"LesionSegmenter": "covseg.infer.predictor", "load_model": "covseg.infer.predictor",
+_API = {"LesionSegmenter": "covseg.infer.predictor", "Network": "covseg.infer.backends",
         "PostProcess": "covseg.infer.postprocess"}
 
 __all__ = list(_API)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from covseg.infer.preprocess import scale_factor
+from covseg.preprocess.contract import scale_factor
 
 LUNG_WIDTH_PX = 172  # median width of both lungs together on ma20's 256-px training slices (F1-F3)
 ZOOM_LIMITS = (0.25, 4.0)

@@ -7,34 +7,18 @@ abnormal versus normal inside the lungs.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from covseg.errors import InputError
+from covseg.infer.backends import Network
 from covseg.infer.postprocess import PostProcess
 from covseg.labels import ABNORMAL, NORMAL
-from covseg.models.weights import (DEFAULT_INT8, DEFAULT_WEIGHTS, WEIGHTS_DIR, cached_onnx,
-                                   describe_weights, load_model, sha256)
-from covseg.runtime import BACKENDS, autocast, resolve_precision
-
-__all__ = ["BACKENDS", "LesionSegmenter", "Network", "load_model", "sha256", "onnx_session",
-           "DEFAULT_WEIGHTS", "DEFAULT_INT8", "WEIGHTS_DIR", "ensemble_meta"]
+from covseg.models.weights import describe_weights
 
 MULTIPLE = 16
-
-
-def onnx_session(path: Path, threads: int | None):
-    """The onnxruntime CPU session every ONNX path uses (inference and Table IV's ORT column)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or os.cpu_count() or 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def _bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
@@ -58,59 +42,6 @@ def _padded_box(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice
     return tuple(out)
 
 
-def _check_lesion_classes(model: torch.nn.Module, weights: str | Path | None) -> None:
-    """A lesion network must give Anam-Net's three classes; a lung model (two) is refused here,
-    not by an index error deep in the post-processing."""
-    with torch.inference_mode():
-        classes = model.eval()(torch.zeros(1, 1, 32, 32)).shape[1]
-    if classes != 3:
-        raise InputError(f"{weights}: these weights give {classes} classes, not the 3 of a lesion "
-                         "model (outside, abnormal, normal lung); is this a lung model?")
-
-
-class Network:
-    """One set of weights on one inference engine: (N, 1, H, W) inputs -> (N, C, H, W) logits.
-
-    backend: "torch" (PyTorch), "onnx" (onnxruntime fp32, exported from the weights on first use),
-    "onnx-int8" (the shipped statically quantized model), or "auto": the shipped int8 model for
-    the shipped weights, else PyTorch.
-    precision (torch only): "fp32", "bf16" (autocast), or "auto": bf16 where the CPU has native
-    bf16. `backend` and `precision` hold what was chosen, for the report.
-    """
-
-    def __init__(self, weights: str | Path | None = None, model: str | None = None,
-                 backend: str = "auto", threads: int | None = None, precision: str = "auto"):
-        if backend not in BACKENDS:
-            raise InputError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
-        self.model, self.meta = load_model(weights, model)
-        _check_lesion_classes(self.model, weights)
-        if backend == "auto":
-            backend = "onnx-int8" if weights is None and DEFAULT_INT8.is_file() else "torch"
-        self.backend = backend
-        self.precision = resolve_precision(precision) if backend == "torch" else \
-            ("int8" if backend == "onnx-int8" else "fp32")
-        if backend == "torch":
-            self.model = self.model.to(memory_format=torch.channels_last)
-            self._session = None
-        else:
-            self._session = onnx_session(self._onnx_path(weights, backend), threads)
-
-    def _onnx_path(self, weights: str | Path | None, backend: str) -> Path:
-        if backend == "onnx-int8":
-            if weights is not None:
-                raise InputError("the int8 backend runs the shipped model only; export your "
-                                 "weights with `covseg export --int8` and run them with onnxruntime")
-            return DEFAULT_INT8
-        return cached_onnx(self.model, self.meta["sha256"])  # named by the file's own hash
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self._session is not None:
-            return self._session.run(None, {"image": x})[0]
-        with torch.inference_mode(), autocast(self.precision):
-            t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-            return self.model(t).float().numpy()
-
-
 def ensemble_meta(metas: list[dict]) -> dict:
     """Metadata of several networks averaged as one: names, training data and one combined hash."""
     joined = hashlib.sha256("".join(m["sha256"] for m in metas).encode()).hexdigest()
@@ -123,9 +54,10 @@ class LesionSegmenter:
     """Runs a segmentation network, or several averaged, over lung-masked slices, batch by batch.
 
     weights: one weights file (default: the shipped Anam-Net) or several, whose logits are
-    averaged (an ensemble, e.g. the models of a cross-validation); backend: see `Network`.
+    averaged (an ensemble, e.g. the models of a cross-validation); backend: see
+    covseg.infer.backends.
     mirror: also run the left-right mirrored slices and average (test-time augmentation with the
-    flips the models trained with; twice the time). precision: see `Network`.
+    flips the models trained with; twice the time). precision: see covseg.infer.backends.
     postprocess: how labels are cut from the network's output; default: the values tuned for
     these weights in their metadata (none for weights without them, or for ensembles whose
     members disagree).
@@ -147,6 +79,9 @@ class LesionSegmenter:
         self.postprocess = postprocess
         self.backend = self.networks[0].backend
         self.precision = self.networks[0].precision
+        files = [net.engine.file_sha256 for net in self.networks]  # what ran, e.g. the int8 file
+        self.file_sha256 = files[0] if len(files) == 1 else \
+            hashlib.sha256("".join(files).encode()).hexdigest()
         self.mirror = mirror
         self.batch_size = batch_size
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from covseg.errors import InputError
-from covseg.infer.preprocess import Intensity
+from covseg.intensity import Intensity
 from covseg.lungs.display import extract_lungs_display
 from covseg.labels import LEFT, RIGHT
 from covseg.lungs.threshold import extract_lungs_hu, split_left_right

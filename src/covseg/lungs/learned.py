@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from covseg.infer.predictor import WEIGHTS_DIR, load_model
-from covseg.infer.preprocess import Intensity, enhance
-from covseg.infer.resample import resize_planes
+from covseg.models.weights import WEIGHTS_DIR, load_model
+from covseg.intensity import Intensity
+from covseg.preprocess.contract import enhance
+from covseg.preprocess.resample import resize_planes
 from covseg.labels import LEFT, RIGHT
 from covseg.lungs.threshold import close_and_fill, largest_components, split_left_right
 

@@ -1,16 +1,14 @@
-"""Weights files: finding, hashing, loading and describing them, and their ONNX export cache.
+"""Weights files: finding, hashing, loading and describing them.
 
 A weights file is named by the hash of its own bytes, always: a sidecar's `sha256` field is only
 checked against it (a mismatch means the file was damaged or swapped), never trusted instead.
 Files are read with `weights_only=True`, so a weights file cannot run code, and must hold a
-state dict. The ONNX exports made from weights are cached in the user's cache folder (mode
-0700), named by the weights' hash and verified by their own hash before use.
+state dict. (The ONNX exports made from weights have their own cache: covseg.export.cache.)
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import zipfile
 from pathlib import Path
@@ -126,40 +124,3 @@ def describe_weights(meta: dict) -> dict:
     """What a report says about the weights that produced it."""
     return {"name": meta.get("name", "custom"), "sha256": meta.get("sha256"),
             "trained_on": meta.get("trained_on")}
-
-
-def onnx_cache_dir() -> Path:
-    """The user's own cache folder for ONNX exports, private (0700): not a shared /tmp."""
-    import platformdirs
-
-    path = Path(platformdirs.user_cache_dir("covseg")) / "onnx"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-    return path
-
-
-def cached_onnx(model, weights_sha256: str) -> Path:
-    """The fp32 ONNX export of `model`, made once per weights file and checked on every use.
-
-    Each export's own hash is stored beside it; a file whose hash does not match (planted,
-    damaged, half-written) is exported again rather than run.
-    """
-    from covseg.export.onnx import export_fp32
-
-    if not HEX64.fullmatch(weights_sha256):
-        raise ValueError(f"not a sha256 hex digest: {weights_sha256!r}")
-    cache = onnx_cache_dir()
-    path, record = cache / f"{weights_sha256}.onnx", cache / f"{weights_sha256}.onnx.sha256"
-    if path.is_file() and record.is_file() and record.read_text().strip() == sha256(path):
-        return path
-    tmp = cache / f".{weights_sha256}.{os.getpid()}.onnx"
-    try:
-        export_fp32(model, tmp)
-        digest = sha256(tmp)
-        record_tmp = cache / f".{weights_sha256}.{os.getpid()}.sha256"
-        record_tmp.write_text(digest + "\n")
-        os.replace(tmp, path)
-        os.replace(record_tmp, record)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

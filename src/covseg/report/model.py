@@ -8,7 +8,7 @@ file; `SCHEMA_VERSION` goes up when a reader of an older file would misread a ne
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -24,8 +24,10 @@ def json_schema() -> dict:
 
 
 def _flat(cls: type[T], data: dict) -> T:
-    """A flat dataclass from its dict: exactly its fields, so a missing one fails loudly."""
-    return cls(**{f.name: data[f.name] for f in fields(cls)})
+    """A flat dataclass from its dict: exactly its fields, so a missing one fails loudly (one
+    with a default, added after reports were first written, takes the default)."""
+    return cls(**{f.name: data[f.name] for f in fields(cls)
+                  if f.name in data or f.default is MISSING})
 
 
 @dataclass
@@ -160,7 +162,8 @@ class DensityGateInfo:
 
 @dataclass
 class ModelInfo:
-    """The lesion network as it actually ran: its weights' hash, backend and precision."""
+    """The lesion network as it actually ran: its weights' hash, backend and precision, and the
+    hash of the file whose numbers ran (the int8 ONNX model for onnx-int8, else the weights)."""
 
     name: str
     weights_sha256: str | None
@@ -168,6 +171,7 @@ class ModelInfo:
     mirror: bool
     backend: str
     precision: str
+    file_sha256: str | None = None  # None only in reports written before it was recorded
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelInfo:
@@ -183,7 +187,7 @@ class Preprocessing:
     quarter_turns: int
     zoom_from: str
     lungs: str  # the method that ran (covseg.lungs.resolve_method), or "given" (a user mask)
-    contract: str = "covseg.infer.preprocess.model_input"
+    contract: str = "covseg.preprocess.contract.model_input"
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:

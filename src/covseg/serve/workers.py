@@ -51,7 +51,7 @@ def _init_worker(threads: int) -> None:
 def run_job(db_path: str, job_id: str, input_path: str, out_dir: str) -> str:
     """Segment one job's scan into its folder (in a worker); the store records the outcome."""
     from covseg.errors import CovsegError
-    from covseg.infer.pipeline import segment
+    from covseg.pipeline import segment
 
     store = JobStore(db_path)
     if not store.start(job_id):

@@ -49,6 +49,7 @@ class TrainConfig:
     reenhance: float = 0.0  # share of samples given the user-picture intensity (enhanced again)
     intensity_jitter: bool = True
     ema: float | None = None  # decay of an exponential moving average of the weights, shipped
+    early_stop_patience: int | None = None  # stop after this many epochs without a fall of the loss
     # BatchNorm normalises with its running statistics and leaves them as they are (fine-tuning
     # from `init` with small batches; DDP on CPU, where SyncBatchNorm cannot pool statistics)
     freeze_batchnorm: bool = False

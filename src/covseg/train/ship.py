@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 
 from covseg.data.datasets import TARGETS
-from covseg.infer.predictor import sha256
+from covseg.errors import InputError
+from covseg.models.weights import sha256
 from covseg.io.writers import atomic_write
 
 
@@ -18,6 +19,10 @@ def ship(run_dir: str | Path, dest: str | Path, trained_on: str, metrics: dict,
          force: bool = False) -> Path:
     """Copy `run_dir/model.pt` to `dest` and write `dest.json` beside it."""
     run_dir, dest = Path(run_dir), Path(dest)
+    missing = [n for n in ("model.pt", "config.json", "metrics.jsonl") if not (run_dir / n).is_file()]
+    if missing:
+        raise InputError(f"{run_dir} is not a finished training run (no {', '.join(missing)}); "
+                         "train it to the end (or --resume it) first")
     config = json.loads((run_dir / "config.json").read_text())
     log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     atomic_write(dest, lambda tmp: shutil.copyfile(run_dir / "model.pt", tmp), force)

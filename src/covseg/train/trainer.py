@@ -1,4 +1,6 @@
-"""The training loop: sampled lung-centred batches, checkpoints that resume, a metrics log.
+"""Training from a config: the data, model, optimiser and callbacks set up, then the loop run.
+
+The loop is covseg.train.loop, what happens around its steps covseg.train.callbacks.
 
 Work is measured in steps, not epochs over files: an epoch is `steps_per_epoch` batches drawn
 at random, so a run's cost is fixed up front and a resumed run continues the same sequence.
@@ -16,21 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from covseg.data.augment import Augment
 from covseg.data.datasets import load_training_set, num_classes, training_arrays
 from covseg.errors import InputError, OutputExistsError
-from covseg.evaluate.metrics import dice
 from covseg.models import build_model
 from covseg.runtime import autocast, fastest_precision, resolve_precision, set_threads
 from covseg.train import distributed as ddp
+from covseg.train.callbacks import CHECKPOINT, LOG, Checkpoint, EarlyStop, Ema, MetricsLog
 from covseg.train.config import TrainConfig
 from covseg.train.losses import build_loss
-
-CHECKPOINT = "last.pt"
-WEIGHTS = "model.pt"
-LOG = "metrics.jsonl"
+from covseg.train.loop import Run, run_loop
 
 
 def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
@@ -50,16 +48,6 @@ def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimize
     if cfg.optimizer not in OPTIMIZERS:
         raise InputError(f"unknown optimizer '{cfg.optimizer}'; choose one of: {', '.join(OPTIMIZERS)}")
     return OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def _ema(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.swa_utils.AveragedModel | None:
-    """An exponential moving average of the weights (and BatchNorm statistics): what is shipped
-    when `ema` is set, since averaged weights generalise better on small data sets."""
-    if cfg.ema is None:
-        return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
 
 
 def _precision(cfg: TrainConfig, model: torch.nn.Module, loss_fn, x: torch.Tensor,
@@ -117,8 +105,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, force: bo
 def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool, progress: bool,
            max_steps: int | None) -> dict:
     """`train` in this process: all ranks step together, rank 0 writes."""
-    ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists() and not (resume or force):
+    if (out / CHECKPOINT).exists() and not (resume or force):
         raise OutputExistsError(f"{out} already holds a training run; pass --resume to continue "
                                 "it or --force to start over")
     if cfg.batch_size < ctx.world_size:
@@ -142,10 +129,8 @@ def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(ctx.device, memory_format=torch.channels_last)
     opt = _optimizer(cfg, model)
-    ema = _ema(cfg, model)
-    sched = _scheduler(cfg, opt, steps_per_epoch)
     loss_fn = build_loss(cfg.loss, labels, n_classes).to(ctx.device)
-    mine, weight = ddp.shard(ctx, cfg.batch_size), ddp.share_weight(ctx, cfg.batch_size)
+    mine = ddp.shard(ctx, cfg.batch_size)
     augment = Augment(crop=cfg.crop, flips=cfg.flips, zoom=tuple(cfg.zoom) if cfg.zoom else None,
                       rotate_deg=cfg.rotate_deg, quarter_turns=cfg.quarter_turns,
                       reenhance=cfg.reenhance, jitter=cfg.intensity_jitter,
@@ -163,87 +148,31 @@ def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool
             memory_format=torch.channels_last)
         return x, torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64)).to(ctx.device)
 
-    step, elapsed = 0, 0.0
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step, elapsed = state["step"], state["elapsed_s"]
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        precision, timed = state.get("precision", "fp32"), {}  # a resumed run keeps its arithmetic
+    run = Run(ctx, out, model, _wrap(ctx, model), opt, _scheduler(cfg, opt, steps_per_epoch),
+              loss_fn, batch_at, ddp.share_weight(ctx, cfg.batch_size), "fp32", steps_per_epoch,
+              total_steps, min(total_steps, max_steps) if max_steps else total_steps)
+    ema = Ema(model, cfg.ema) if cfg.ema is not None else None
+    early = EarlyStop(cfg.early_stop_patience) if cfg.early_stop_patience else None
+    checkpoint = Checkpoint(run, cfg.to_dict(), ema, early)
+    timed: dict[str, float] = {}
+    if resume and (out / CHECKPOINT).exists():
+        checkpoint.restore(run)
     else:
         if force and ctx.is_main:
             (out / LOG).unlink(missing_ok=True)
-        precision, timed = _precision(cfg, model, loss_fn, *batch_at(0)) if ctx.is_main else ("", {})
-    precision, timed = ddp.broadcast(ctx, (precision, timed))  # one arithmetic on every rank
+        if ctx.is_main:
+            run.precision, timed = _precision(cfg, model, loss_fn, *batch_at(0))
+    run.precision, timed = ddp.broadcast(ctx, (run.precision, timed))  # one arithmetic everywhere
     if ctx.is_main:
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    net = _wrap(ctx, model)
-
-    def save() -> None:
-        if not ctx.is_main:
-            return
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "step": step, "elapsed_s": elapsed,
-                    "precision": precision, "config": cfg.to_dict(),
-                    "ema": ema.state_dict() if ema is not None else None}, tmp)
-        tmp.replace(ckpt_path)
 
     model.train()
     if cfg.freeze_batchnorm:
         _freeze_batchnorm(model)
-    record: dict = {}
-    stop = min(total_steps, max_steps) if max_steps else total_steps
-    bar = tqdm(total=total_steps, initial=step, disable=not (progress and ctx.is_main), unit="step",
-               desc=cfg.name, dynamic_ncols=True)
-    losses, dices = [], []
-    t0 = time.perf_counter() - elapsed
-    try:
-        while step < stop:
-            x, y = batch_at(step)
-            with autocast(precision, ctx.device.type):
-                logits = net(x)
-            loss = loss_fn(logits.float(), y)
-            if weight != 1.0:
-                loss = loss * weight
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            step += 1
-            step_loss, step_dice = ddp.mean_over_ranks(
-                ctx, [float(loss.detach()), dice(logits.argmax(1).cpu().numpy(), y.cpu().numpy(), 1)])
-            losses.append(step_loss)
-            dices.append(step_dice)
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", dice1=f"{np.mean(dices[-20:]):.3f}")
-            if step % steps_per_epoch == 0 or step == stop:
-                elapsed = time.perf_counter() - t0
-                record = {"step": step, "epoch": step / steps_per_epoch, "loss": float(np.mean(losses)),
-                          "train_dice_abnormal": float(np.mean(dices)),
-                          "lr": opt.param_groups[0]["lr"], "elapsed_s": round(elapsed, 1),
-                          "precision": precision}
-                if timed:  # the first record says why this precision was chosen
-                    record["precision_timing_s"] = {k: round(v, 4) for k, v in timed.items()}
-                    timed = {}
-                if ctx.is_main:
-                    with open(out / LOG, "a") as fh:
-                        fh.write(json.dumps(record) + "\n")
-                losses, dices = [], []
-                save()
-    except KeyboardInterrupt:
-        elapsed = time.perf_counter() - t0
-        save()
-        raise
-    finally:
-        bar.close()
-    if step >= total_steps and ctx.is_main:
-        final = ema.module if ema is not None else model
-        torch.save(final.state_dict(), out / WEIGHTS)
+    log = MetricsLog(run, cfg.name, progress, timed)
+    callbacks = [c for c in (ema, early, log, checkpoint)  # the average first; the stop decided
+                 if c is not None]                        # before it is logged and checkpointed
+    run.started = time.perf_counter()
+    record = run_loop(run, callbacks)
     ddp.barrier(ctx)  # every rank returns once the run folder is complete
     return record

@@ -22,8 +22,8 @@ from covseg.errors import CovsegError, InputError, OutputExistsError
 from covseg.infer.predictor import LesionSegmenter
 from covseg.infer.density import DensityGate, gate_by_density
 from covseg.infer.framing import Framing, from_geometry, from_lungs, turns_upright
-from covseg.infer.preprocess import model_input
-from covseg.infer.resample import model_plane_size, resize_planes
+from covseg.preprocess.contract import model_input
+from covseg.preprocess.resample import model_plane_size, resize_planes
 from covseg.io.outputs import check_space, expected_bytes, folder_lock
 from covseg.io.qa import check_input
 from covseg.io.dicom_seg import choose_formats, select_outputs, write_result_seg
@@ -245,7 +245,8 @@ def _model_info(segmenter: LesionSegmenter) -> ModelInfo:
     a file by its own bytes), and the backend and precision the segmenter settled on."""
     meta = segmenter.meta
     return ModelInfo(meta.get("name", "custom"), meta.get("sha256"), meta.get("trained_on"),
-                     segmenter.mirror, segmenter.backend, segmenter.precision)
+                     segmenter.mirror, segmenter.backend, segmenter.precision,
+                     segmenter.file_sha256)
 
 
 def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bool = False,

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from covseg.errors import CovsegError
-from covseg.infer import pipeline
+from covseg import pipeline
 from covseg.infer.predictor import LesionSegmenter
 
 MISSING = "the ray engine needs covseg[ray]: pip install 'covseg[ray]'"

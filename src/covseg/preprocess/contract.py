@@ -20,7 +20,8 @@ from functools import cache
 import cv2
 import numpy as np
 
-from covseg.intensity import Intensity  # noqa: F401 - re-exported: its old home
+from covseg.intensity import Intensity
+
 
 MODEL_FOV_PX = 256
 MODEL_PIXEL_MM = 1.4

@@ -65,7 +65,7 @@ def onnx_latency_ms(model: torch.nn.Module, size: int = 512, repeats: int = 3) -
     import numpy as np
 
     from covseg.export.onnx import export_fp32
-    from covseg.infer.predictor import onnx_session
+    from covseg.infer.backends import onnx_session
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
