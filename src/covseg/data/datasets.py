@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from covseg.data.layouts import LAYOUTS
 from covseg.data.ma20 import SliceSet, load_ma20
 from covseg.errors import InputError
 
-DATASETS = ("ma20", "medseg100")
+DATASETS = ("ma20", "medseg100", *LAYOUTS)
 TARGETS = {"lesions": 3, "lungs": 2}  # number of classes a target has
 
 
@@ -45,6 +46,8 @@ def load_test_set(data) -> SliceSet:
 
 
 def _load(data, folds, source, split: str) -> SliceSet:
+    if data.dataset in LAYOUTS:
+        return _load_volumes(data, split)
     if data.dataset == "ma20":
         return load_ma20(folds=folds, source=source, data_root=data.root, limit=data.max_slices)
     if data.dataset == "medseg100":
@@ -53,3 +56,19 @@ def _load(data, folds, source, split: str) -> SliceSet:
         slices = load_medseg100(split, data_root=data.root, truth_in_lungs=oracle)
         return slices.spread(data.max_slices) if data.max_slices else slices
     raise InputError(f"unknown dataset '{data.dataset}'; choose one of: {', '.join(DATASETS)}")
+
+
+def _load_volumes(data, split: str) -> SliceSet:
+    """One side of a user's data set: every case is read and checked first (cached)."""
+    from pathlib import Path
+
+    from covseg.data.splits import assign
+    from covseg.data.volumes import load_all, slice_set
+
+    cases, arrays = load_all(data)
+    sides = assign(cases, data.split, Path(data.path))
+    chosen = [a for c, a in zip(cases, arrays) if sides[c.patient] == split]
+    if not chosen:
+        raise InputError(f"the split leaves no {split} cases; check data.split")
+    slices = slice_set(chosen, data, split)
+    return slices.spread(data.max_slices) if data.max_slices else slices
