@@ -106,10 +106,12 @@ def _find(root: Path, pattern: str, rename: list[list[str]] = ()) -> dict[str, t
         key = match["case"]
         for old, new in rename:
             key = key.replace(old, new)
+        patient = match.groupdict().get("patient")
+        key = f"{patient}/{key}" if patient else key  # a case is named within its patient
         if key in found:
             raise InputError(f"{found[key][0]} and {path} are both case '{key}'; keep one of them "
                              "or make the pattern tell them apart")
-        found[key] = (path, match.groupdict().get("patient") or key)
+        found[key] = (path, patient or key)
     return found
 
 
