@@ -95,9 +95,10 @@ def test_coronal_slices_are_head_up_and_resampled(mosmed, tmp_path):
     data = _config(_data(mosmed, tmp_path, preset="mosmed", plane="coronal", pixel_mm=3.5,
                          train_slices="all")).data
     train_set = load_training_set(data)
-    # 96 coronal slices per case; rows: 20 slices x 6 mm resampled to 3.5 mm
-    assert train_set.images.shape == (2 * 96, round(20 * 6 / 3.5), 96)
+    # 96 coronal slices per case; rows: 20 slices x 6 mm resampled to 3.5 mm (34), padded to 64
+    assert train_set.images.shape == (2 * 96, 64, 96)
     info = train_set.case_info[train_set.cases[0]]
+    assert info["plane_shape"] == [34, 96]
     assert info["voxel_ml"] == pytest.approx(3.5 * (120 / 34) * 3.5 / 1000)
 
 
@@ -305,3 +306,22 @@ def test_evaluate_writes_per_case_figures(mosmed, tmp_path):
     summary = json.loads((tmp_path / "cases.json").read_text())
     assert summary["cases"] == 2 and summary["slices"] == 40
     assert (tmp_path / "cases.csv").read_text().splitlines()[0].startswith("case,patient,slices")
+
+
+def test_early_stopping_keeps_the_best_epoch(mosmed, tmp_path):
+    from covseg.train.early_stopping import BEST, HISTORY, train_early_stopping
+
+    data = _data(mosmed, tmp_path, preset="mosmed", split={"test": 1, "val": 1})
+    with pytest.raises(InputError, match="split.val"):
+        _config(dict(data, split={"test": 1}), patience=1)
+    cfg = _config(data, patience=1, epochs=4)
+    history = train_early_stopping(cfg, tmp_path / "run", progress=False)
+    scores, best = history["val_dice"], history["best_epoch"]
+    assert scores[best - 1] == max(scores) and 1 <= len(scores) <= 4
+    assert len(scores) == 4 or len(scores) - best == 1  # stopped one epoch after the best
+    saved = json.loads((tmp_path / "run" / HISTORY).read_text())
+    assert saved == history
+    run = tmp_path / "run"
+    assert (run / "model.pt").read_bytes() == (run / BEST).read_bytes()
+    sides = {s for c, s in assign(discover(cfg.data)[0], cfg.data.split).items()}
+    assert sides == {"train", "val", "test"}

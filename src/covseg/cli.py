@@ -146,6 +146,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.precision:  # this machine's measured choice; recorded in the run's config.json
         cfg.precision = args.precision
     out = args.output or Path("runs") / cfg.name
+    if cfg.patience is not None and args.max_steps is None:
+        from covseg.train.early_stopping import train_early_stopping
+
+        history = train_early_stopping(cfg, out, resume=args.resume, force=args.force)
+        print(f"training run in {out}: best epoch {history['best_epoch']} of "
+              f"{len(history['val_dice'])}, validation Dice {max(history['val_dice']):.4f}")
+        return 0
     record = train(cfg, out, resume=args.resume, force=args.force, max_steps=args.max_steps)
     print(f"training run in {out}: {json.dumps(record)}")
     return 0

@@ -45,6 +45,14 @@ def load_test_set(data) -> SliceSet:
     return _load(data, data.test_folds, data.test_source or data.source, split="test")
 
 
+def load_validation_set(data) -> SliceSet:
+    """The validation patients of a user's data set (`data.split.val`), for early stopping."""
+    if data.dataset not in LAYOUTS or not data.split.val:
+        raise InputError("early stopping needs validation patients: a user's data set "
+                         f"({', '.join(LAYOUTS)}) with data.split.val > 0")
+    return _load_volumes(data, "val")
+
+
 def _load(data, folds, source, split: str) -> SliceSet:
     if data.dataset in LAYOUTS:
         return _load_volumes(data, split)
@@ -70,5 +78,5 @@ def _load_volumes(data, split: str) -> SliceSet:
     chosen = [a for c, a in zip(cases, arrays) if sides[c.patient] == split]
     if not chosen:
         raise InputError(f"the split leaves no {split} cases; check data.split")
-    slices = slice_set(chosen, data, split)
+    slices = slice_set(chosen, data, "test" if split == "val" else split)
     return slices.spread(data.max_slices) if data.max_slices else slices

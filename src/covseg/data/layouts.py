@@ -44,8 +44,8 @@ PRESETS: dict[str, dict] = {
                "unlabelled": "skip"},
     # Ma et al. 2020 (Zenodo 3757476): CT, lung-mask and infection-mask folders, masks named
     # without the CTs' "_org_" / "covid-19-pneumonia-" / "-dcm" parts
-    "ma2020": {"image": "COVID-19-CT-Seg_20cases/{case}.nii.gz", "label": "Infection_Mask/{case}.nii.gz",
-               "lungs": "Lung_Mask/{case}.nii.gz",
+    "ma2020": {"image": "COVID-19-CT-Seg_20cases/{case}.nii*", "label": "Infection_Mask/{case}.nii*",
+               "lungs": "Lung_Mask/{case}.nii*",
                "rename": [["coronacases_org_", "coronacases_"],
                           ["radiopaedia_org_covid-19-pneumonia-", "radiopaedia_"], ["-dcm", ""]]},
 }

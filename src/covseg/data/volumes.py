@@ -221,7 +221,8 @@ def slice_set(arrays: list[CaseArrays], data, split: str) -> SliceSet:
     if not ids:
         raise InputError(f"no {split} slices with {data.train_slices} in the {split} cases; "
                          "check the masks or set data.train_slices: all")
-    h, w = max(a.shape[1] for a in images), max(a.shape[2] for a in images)
+    # one size for all, a multiple of 32 so whole slices pass every encoder's downsampling
+    h, w = (-(-max(a.shape[k] for a in images) // 32) * 32 for k in (1, 2))
 
     def padded(blocks: list[np.ndarray], fill) -> np.ndarray:
         return np.concatenate([np.pad(b, ((0, 0), (0, h - b.shape[1]), (0, w - b.shape[2])),

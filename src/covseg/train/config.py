@@ -65,6 +65,7 @@ class TrainConfig:
     step_epochs: int = 33
     gamma: float = 0.1
     epochs: int = 100
+    patience: int | None = None  # early stopping: epochs without a better validation Dice
     steps_per_epoch: int | None = None  # default: one pass over the training slices
     batch_size: int = 5
     scale: float = 1.0  # in-plane zoom of the training slices before cropping
@@ -98,6 +99,8 @@ class TrainConfig:
         if self.data.recipe == "thesis" and (self.intensity_jitter or self.reenhance):
             raise InputError("recipe 'thesis' gives inputs in [-1, 1]: set intensity_jitter: false "
                              "and reenhance: 0")
+        if self.patience is not None and not self.data.split.val:
+            raise InputError("patience (early stopping) needs validation patients: set data.split.val")
         return self
 
 
