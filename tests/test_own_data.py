@@ -325,3 +325,40 @@ def test_early_stopping_keeps_the_best_epoch(mosmed, tmp_path):
     assert (run / "model.pt").read_bytes() == (run / BEST).read_bytes()
     sides = {s for c, s in assign(discover(cfg.data)[0], cfg.data.split).items()}
     assert sides == {"train", "val", "test"}
+
+
+def test_cut_cases_are_cached_and_refreshed_when_a_file_changes(tmp_path, monkeypatch):
+    import os
+
+    import covseg.io
+
+    root = write_mosmed(tmp_path / "m", n=2)
+    data = _config(_data(root, tmp_path, preset="mosmed")).data
+    first = load_test_set(data)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+    def no_reading(*_args, **_kw):
+        raise AssertionError("a cached case was read again")
+
+    monkeypatch.setattr(covseg.io, "read_scan", no_reading)
+    again = load_test_set(data)
+    assert np.array_equal(first.images, again.images) and first.case_info == again.case_info
+    mask = root / "masks" / "study_0000_mask.nii.gz"
+    os.utime(mask, ns=(mask.stat().st_atime_ns, mask.stat().st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="read again"):
+        load_training_set(data)
+
+
+def test_cli_evaluate_prints_and_writes_per_case_figures(mosmed, tmp_path, cli):
+    import yaml
+
+    cfg = _config(_data(mosmed, tmp_path, preset="mosmed"), epochs=1)
+    train(cfg, tmp_path / "run", progress=False)
+    path = tmp_path / "own.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    code, out, _err = cli("evaluate", "--config", path, "--weights", tmp_path / "run" / "model.pt",
+                          "--model", "anamnet", "--cases", tmp_path / "cases.csv")
+    assert code == 0 and "3-D Dice, mean over cases" in out
+    assert len((tmp_path / "cases.csv").read_text().splitlines()) == 3  # header + 2 test cases
+    code, _out, err = cli("evaluate", "--config", path, "--folds", "2")
+    assert code == 2 and "data.split" in err
