@@ -362,3 +362,24 @@ def test_cli_evaluate_prints_and_writes_per_case_figures(mosmed, tmp_path, cli):
     assert len((tmp_path / "cases.csv").read_text().splitlines()) == 3  # header + 2 test cases
     code, _out, err = cli("evaluate", "--config", path, "--folds", "2")
     assert code == 2 and "data.split" in err
+
+
+def test_a_mask_stored_in_another_axis_order_is_read_onto_the_image(tmp_path):
+    """The same voxels written with a flipped x axis (and the affine that says so) still pair."""
+    import nibabel as nib
+
+    root = tmp_path / "flipped"
+    ph = phantoms(2)[0]
+    for k in range(2):
+        write_nifti(ph.hu, ph.spacing, root / "images" / f"c{k}.nii.gz")
+    dz, dy, dx = ph.spacing
+    nx = ph.hu.shape[2]
+    affine = np.diag([dx, -dy, dz, 1.0])
+    affine[0, 3] = -dx * (nx - 1)  # file x runs the other way: RAS x = -dx (nx - 1 - i)
+    (root / "labels").mkdir()
+    for k in range(2):
+        flipped = np.transpose(ph.lesions, (2, 1, 0))[::-1].astype(np.uint8)
+        image = nib.Nifti1Image(np.ascontiguousarray(flipped), affine)
+        nib.save(image, str(root / "labels" / f"c{k}.nii.gz"))
+    test = load_test_set(_config(_data(root, tmp_path)).data)
+    assert np.array_equal(test.labels == ABNORMAL, ph.lesions)
