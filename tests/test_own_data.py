@@ -383,3 +383,10 @@ def test_a_mask_stored_in_another_axis_order_is_read_onto_the_image(tmp_path):
         nib.save(image, str(root / "labels" / f"c{k}.nii.gz"))
     test = load_test_set(_config(_data(root, tmp_path)).data)
     assert np.array_equal(test.labels == ABNORMAL, ph.lesions)
+
+
+def test_per_case_figures_need_own_volumes(tmp_path):
+    from covseg.evaluate import evaluate_model
+
+    with pytest.raises(InputError, match="per-case figures need"):
+        evaluate_model(dataset="medseg100", cases_path=tmp_path / "cases.csv")

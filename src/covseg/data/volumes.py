@@ -159,8 +159,11 @@ def cache_dir(data) -> Path:
 
 
 def load_case(case: Case, data, roles: dict[int, str] | None) -> CaseArrays:
-    """`read_case` through the disk cache."""
-    key = json.dumps([CACHE_VERSION, _fingerprint(case.image), _fingerprint(case.label),
+    """`read_case` through the disk cache (keyed by covseg's version too: its lung extractor and
+    readers shape what is cached)."""
+    from covseg import __version__
+
+    key = json.dumps([CACHE_VERSION, __version__, _fingerprint(case.image), _fingerprint(case.label),
                       _fingerprint(case.lungs), case.id, case.patient, data.plane, data.pixel_mm,
                       data.recipe == "enhanced", data.recipe == "thesis", data.override_qa,
                       sorted((roles or {}).items())])

@@ -47,6 +47,9 @@ def evaluate_model(weights: str | Path | list[str | Path] | None = None,
             raise InputError("--folds picks ma20 folds; a user's data set is split by its config's "
                              "data.split")
         data.test_folds = folds
+    if cases_path is not None and data.dataset not in LAYOUTS:
+        raise InputError("per-case figures need a test set of a user's volumes (data.dataset: "
+                         f"{', '.join(LAYOUTS)})")
     test = load_test_set(data)
     if limit:
         test = test.spread(limit)
@@ -66,11 +69,8 @@ def evaluate_model(weights: str | Path | list[str | Path] | None = None,
     return result
 
 
-def _write_cases(per_case: CaseEvaluation | None, path: Path, force: bool) -> None:
+def _write_cases(per_case: CaseEvaluation, path: Path, force: bool) -> None:
     """Per-case rows as CSV, the summary as JSON beside them."""
-    if per_case is None:
-        raise InputError("per-case figures need a test set of a user's volumes (data.dataset: "
-                         f"{', '.join(LAYOUTS)})")
     from covseg.io import atomic_write
 
     rows = per_case.rows()
