@@ -7,7 +7,8 @@ import json
 import torch
 from torch import nn
 
-from covseg.train.callbacks import CHECKPOINT, LOG, WEIGHTS, Checkpoint, EarlyStop, Ema, MetricsLog
+from covseg.train.callbacks import (BEST, CHECKPOINT, LOG, WEIGHTS, Checkpoint, EarlyStop, Ema,
+                                    MetricsLog)
 from covseg.train.distributed import Dist
 from covseg.train.loop import Run, run_loop
 
@@ -25,12 +26,24 @@ def _run(out, lr: float, epochs: int, stop: int | None = None) -> Run:
                1.0, "fp32", 2, total, stop or total)
 
 
-def _train(out, lr: float, epochs: int, patience: int | None = None, ema: float | None = None,
-           stop: int | None = None, resume: bool = False) -> tuple[Run, list[dict]]:
+class ScriptedStop(EarlyStop):
+    """Early stopping with validation scores given in advance (the toy has no patients)."""
+
+    def __init__(self, run: Run, patience: int, scores: list[float]) -> None:
+        super().__init__(run, patience, None, None, {}, None)
+        self.scores = scores
+
+    def score(self, run: Run) -> float:
+        return self.scores[round(run.step / run.steps_per_epoch) - 1]
+
+
+def _train(out, lr: float, epochs: int, scores: list[float] | None = None, patience: int = 2,
+           ema: float | None = None, stop: int | None = None, resume: bool = False
+           ) -> tuple[Run, list[dict]]:
     out.mkdir(exist_ok=True)
     run = _run(out, lr, epochs, stop)
     average = Ema(run.model, ema) if ema else None
-    early = EarlyStop(patience) if patience else None
+    early = ScriptedStop(run, patience, scores) if scores else None
     checkpoint = Checkpoint(run, {"toy": True}, average, early)
     if resume:
         checkpoint.restore(run)
@@ -39,30 +52,32 @@ def _train(out, lr: float, epochs: int, patience: int | None = None, ema: float 
     return run, [json.loads(line) for line in (out / LOG).read_text().splitlines()]
 
 
-def test_a_plateau_stops_the_run_and_its_weights_are_written(tmp_path):
-    run, log = _train(tmp_path / "run", lr=0.0, epochs=10, patience=2)  # lr 0: a flat loss
-    assert run.stopped and run.step == 6 and len(log) == 3  # best at epoch 1, 2 epochs flat
-    assert "early_stop" in log[-1] and "early_stop" not in log[1]
-    assert (tmp_path / "run" / WEIGHTS).is_file()
-    again, log = _train(tmp_path / "run", lr=0.0, epochs=10, patience=2, resume=True)
-    assert again.step == 6 and len(log) == 3  # a resumed run that had stopped stays stopped
+def test_early_stop_keeps_the_best_epoch_and_ships_it(tmp_path):
+    scores = [0.1, 0.3, 0.2, 0.25, 0.9, 0.9]
+    run, log = _train(tmp_path / "run", lr=0.5, epochs=6, scores=scores, patience=2)
+    assert run.stopped and run.step == 8 and len(log) == 4  # best at epoch 2, then 2 worse
+    assert [r["val_dice_abnormal"] for r in log] == scores[:4]
+    assert log[-1]["best_epoch"] == 2 and "epoch 2 ship" in log[-1]["early_stop"]
+    assert "early_stop" not in log[2]
+    out = tmp_path / "run"
+    assert (out / WEIGHTS).read_bytes() == (out / BEST).read_bytes()
+    again, log = _train(out, lr=0.5, epochs=6, scores=scores, patience=2, resume=True)
+    assert again.step == 8 and len(log) == 4  # a resumed run that had stopped stays stopped
 
 
-def test_a_falling_loss_is_not_stopped(tmp_path):
-    run, log = _train(tmp_path / "run", lr=0.5, epochs=4, patience=2)
-    assert not run.stopped and run.step == 8 and len(log) == 4
-    assert log[-1]["loss"] < log[0]["loss"]
+def test_a_better_score_each_epoch_is_never_stopped(tmp_path):
+    run, log = _train(tmp_path / "run", lr=0.5, epochs=4, scores=[0.1, 0.2, 0.3, 0.4])
+    assert not run.stopped and run.step == 8 and log[-1]["best_epoch"] == 4
 
 
 def test_early_stop_counts_on_across_a_resume(tmp_path):
-    stop = EarlyStop(patience=3)
-    for loss in (1.0, 1.0, 1.0):
-        stop.on_epoch(_run(tmp_path, 0.0, 1), {"loss": loss})
-    resumed = EarlyStop(patience=3)
-    resumed.load_state_dict(stop.state_dict())
-    run = _run(tmp_path, 0.0, 1)
-    resumed.on_epoch(run, {"loss": 1.0})
-    assert run.stopped and resumed.waited == 3
+    full, _ = _train(tmp_path / "full", lr=0.5, epochs=6, scores=[0.5, 0.4, 0.3, 0.2, 0.1, 0.0],
+                     patience=3)
+    _train(tmp_path / "cut", lr=0.5, epochs=6, scores=[0.5, 0.4, 0.3, 0.2, 0.1, 0.0],
+           patience=3, stop=5)  # two epochs and a half
+    cut, log = _train(tmp_path / "cut", lr=0.5, epochs=6, scores=[0.5, 0.4, 0.3, 0.2, 0.1, 0.0],
+                      patience=3, resume=True)
+    assert full.step == cut.step == 8 and log[-1]["best_epoch"] == 1
 
 
 def test_the_averaged_weights_are_shipped_and_resume_exactly(tmp_path):

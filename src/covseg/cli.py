@@ -180,8 +180,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                 postprocess=PostProcess() if args.no_postprocess else None)
     report = evaluate_model(config=args.config, dataset=args.dataset, folds=args.folds,
                             csv_path=args.csv, limit=args.limit, force=args.force,
-                            segmenter=segmenter)
+                            segmenter=segmenter, cases_path=args.cases)
     print(report.table())
+    if report.per_case is not None:
+        print(report.per_case.table())
     return 0
 
 
@@ -381,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=["ma20", "medseg100"], help="override the test data set")
     p.add_argument("--folds", type=int, nargs="+", help="ma20 test folds (default: 4)")
     p.add_argument("--csv", type=Path, help="write per-slice figures to this CSV")
+    p.add_argument("--cases", type=Path, help="write per-case figures (3-D Dice, lesion mL) to this "
+                   "CSV and their summary beside it as .json (a config's own volumes)")
     p.add_argument("--limit", type=int, help="score only this many slices (quick checks)")
     p.add_argument("--lungs", choices=Choices("covseg.lungs", "METHODS", exclude=("auto",)),
                    metavar="METHOD", help="score a lung extractor (%(choices)s) instead: "

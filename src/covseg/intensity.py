@@ -14,3 +14,4 @@ class Intensity(str, Enum):
     HU = "hu"  # Hounsfield units from CT (NIfTI, DICOM)
     DISPLAY = "display"  # an 8-bit or otherwise windowed picture
     ENHANCED = "enhanced"  # already min-max scaled and CLAHE-enhanced, 0..255 (ma20)
+    PREPARED = "prepared"  # already the network's input: a training recipe ran (covseg.data.recipes)

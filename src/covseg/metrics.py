@@ -47,6 +47,7 @@ class Evaluation:
     def __init__(self, classes: dict[int, str]):
         self.classes = classes
         self.rows: list[dict] = []
+        self.per_case = None  # CaseEvaluation, where the slices come from a user's volumes
         self.totals = {c: np.zeros(4, dtype=np.int64) for c in classes}
 
     def add(self, slice_id: str, pred: np.ndarray, truth: np.ndarray) -> dict:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from covseg.data.layouts import LAYOUTS
 from covseg.data.ma20 import SliceSet, load_ma20
 from covseg.errors import InputError
 
-DATASETS = ("ma20", "medseg100")
+DATASETS = ("ma20", "medseg100", *LAYOUTS)
 TARGETS = {"lesions": 3, "lungs": 2}  # number of classes a target has
 
 
@@ -34,6 +35,15 @@ def training_arrays(data, slices: SliceSet, scale: float = 1.0
     return images, lungs, labels
 
 
+def model_inputs(slices: SliceSet, data) -> np.ndarray:
+    """The network's inputs for held-out slices, prepared exactly as inference prepares scans
+    (scoring, tuning and early stopping all see what a user's scan would give)."""
+    from covseg.preprocess.contract import model_input
+
+    return np.stack([model_input(im, lu, slices.intensity, data.mask_lungs)
+                     for im, lu in zip(slices.images, slices.lungs)])
+
+
 def load_training_set(data) -> SliceSet:
     """The training slices a `DataConfig` names."""
     return _load(data, data.train_folds, data.source, split="train")
@@ -44,7 +54,17 @@ def load_test_set(data) -> SliceSet:
     return _load(data, data.test_folds, data.test_source or data.source, split="test")
 
 
+def load_validation_set(data) -> SliceSet:
+    """The validation patients of a user's data set (`data.split.val`), for early stopping."""
+    if data.dataset not in LAYOUTS or not data.split.val:
+        raise InputError("early stopping needs validation patients: a user's data set "
+                         f"({', '.join(LAYOUTS)}) with data.split.val > 0")
+    return _load_volumes(data, "val")
+
+
 def _load(data, folds, source, split: str) -> SliceSet:
+    if data.dataset in LAYOUTS:
+        return _load_volumes(data, split)
     if data.dataset == "ma20":
         return load_ma20(folds=folds, source=source, data_root=data.root, limit=data.max_slices)
     if data.dataset == "medseg100":
@@ -53,3 +73,19 @@ def _load(data, folds, source, split: str) -> SliceSet:
         slices = load_medseg100(split, data_root=data.root, truth_in_lungs=oracle)
         return slices.spread(data.max_slices) if data.max_slices else slices
     raise InputError(f"unknown dataset '{data.dataset}'; choose one of: {', '.join(DATASETS)}")
+
+
+def _load_volumes(data, split: str) -> SliceSet:
+    """One side of a user's data set: every case is read and checked first (cached)."""
+    from pathlib import Path
+
+    from covseg.data.splits import assign
+    from covseg.data.volumes import load_all, slice_set
+
+    cases, arrays = load_all(data)
+    sides = assign(cases, data.split, Path(data.path))
+    chosen = [a for c, a in zip(cases, arrays) if sides[c.patient] == split]
+    if not chosen:
+        raise InputError(f"the split leaves no {split} cases; check data.split")
+    slices = slice_set(chosen, data, "test" if split == "val" else split)
+    return slices.spread(data.max_slices) if data.max_slices else slices

@@ -6,7 +6,7 @@ Folds come from the data set's `blocks.csv`, which keeps every patient inside on
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +19,19 @@ from covseg.labels import ABNORMAL, NORMAL
 
 @dataclass
 class SliceSet:
-    """Slices held in memory: 8-bit images, lung masks, label maps and where each came from."""
+    """Slices held in memory: images, lung masks, label maps and where each came from.
 
-    images: np.ndarray  # (N, H, W) uint8
+    Slices cut from a user's volumes (covseg.data.volumes) also say which case each belongs to,
+    and `case_info` what each case is (files, lung source, voxel volume), for per-case scores.
+    """
+
+    images: np.ndarray  # (N, H, W) uint8, or float32 network inputs (Intensity.PREPARED)
     lungs: np.ndarray  # (N, H, W) bool
     labels: np.ndarray  # (N, H, W) uint8, 0/1/2
     ids: list[str]
     intensity: Intensity
+    cases: list[str] | None = None  # the case of each slice
+    case_info: dict[str, dict] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -37,7 +43,8 @@ class SliceSet:
     def subset(self, index: np.ndarray | list[int]) -> "SliceSet":
         index = np.asarray(index, dtype=int)
         return SliceSet(self.images[index], self.lungs[index], self.labels[index],
-                        [self.ids[i] for i in index], self.intensity)
+                        [self.ids[i] for i in index], self.intensity,
+                        None if self.cases is None else [self.cases[i] for i in index], self.case_info)
 
 
 def labels_from_masks(lungs: np.ndarray, infection: np.ndarray) -> np.ndarray:

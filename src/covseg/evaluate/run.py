@@ -1,41 +1,46 @@
-"""`covseg evaluate`: run a model over a test set and score it slice by slice."""
+"""`covseg evaluate`: run a model over a test set and score it slice by slice, and per case
+where the test slices come from a user's volumes (covseg.evaluate.cases)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import numpy as np
 
-from covseg.data.datasets import load_test_set
-from covseg.data.ma20 import SliceSet
+from covseg.data.datasets import load_test_set, model_inputs
+from covseg.data.layouts import LAYOUTS
+from covseg.errors import InputError
+from covseg.evaluate.cases import CaseEvaluation
 from covseg.metrics import Evaluation
 from covseg.infer.predictor import LesionSegmenter
-from covseg.preprocess.contract import model_input
 from covseg.io.writers import check_writable, write_csv
 from covseg.train.config import DataConfig, load_config
 
 CLASSES = {1: "abnormal", 2: "normal"}
 
 
-def model_inputs(test: SliceSet, data: DataConfig) -> np.ndarray:
-    """The network's inputs for a test set, prepared exactly as inference prepares scans."""
-    return np.stack([model_input(im, lu, test.intensity, data.mask_lungs)
-                     for im, lu in zip(test.images, test.lungs)])
-
-
 def evaluate_model(weights: str | Path | list[str | Path] | None = None,
                    config: str | Path | None = None, dataset: str | None = None,
                    folds: list[int] | None = None, csv_path: str | Path | None = None,
                    limit: int | None = None, force: bool = False,
-                   segmenter: LesionSegmenter | None = None) -> Evaluation:
+                   segmenter: LesionSegmenter | None = None,
+                   cases_path: str | Path | None = None) -> Evaluation:
     """Score `weights` (default: the shipped model; several: their ensemble) on the config's test
-    data (default: ma20 F4)."""
-    if csv_path is not None:
-        check_writable(csv_path, force)
+    data (default: ma20 F4). Slices of a user's volumes are also scored per case
+    (`result.per_case`); `cases_path` writes those rows as CSV and the summary beside it (.json)."""
+    for path in (csv_path, cases_path):
+        if path is not None:
+            check_writable(path, force)
     data = load_config(config).data if config else DataConfig()
     if dataset:
         data.dataset = dataset
     if folds:
+        if data.dataset in LAYOUTS:
+            raise InputError("--folds picks ma20 folds; a user's data set is split by its config's "
+                             "data.split")
         data.test_folds = folds
+    if cases_path is not None and data.dataset not in LAYOUTS:
+        raise InputError("per-case figures need a test set of a user's volumes (data.dataset: "
+                         f"{', '.join(LAYOUTS)})")
     test = load_test_set(data)
     if limit:
         test = test.spread(limit)
@@ -46,4 +51,20 @@ def evaluate_model(weights: str | Path | list[str | Path] | None = None,
         result.add(sid, pred, truth)
     if csv_path is not None:
         write_csv(csv_path, result.rows, list(result.rows[0]), force)
+    if test.cases is not None:
+        result.per_case = CaseEvaluation(test.case_info)
+        for case, pred, truth in zip(test.cases, preds, test.labels):
+            result.per_case.add(case, pred, truth)
+    if cases_path is not None:
+        _write_cases(result.per_case, Path(cases_path), force)
     return result
+
+
+def _write_cases(per_case: CaseEvaluation, path: Path, force: bool) -> None:
+    """Per-case rows as CSV, the summary as JSON beside them."""
+    from covseg.io import atomic_write
+
+    rows = per_case.rows()
+    write_csv(path, rows, list(rows[0]), force)
+    summary = json.dumps(per_case.summary(), indent=2)
+    atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(summary), force)

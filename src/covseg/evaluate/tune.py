@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from covseg.data.datasets import load_test_set
+from covseg.data.datasets import load_test_set, model_inputs
 from covseg.metrics import dice_from_counts
-from covseg.evaluate.run import model_inputs
 from covseg.infer.postprocess import IN_PLANE, PostProcess
 from covseg.infer.predictor import LesionSegmenter
 from covseg.labels import ABNORMAL

@@ -53,6 +53,22 @@ def read_scan(path: str | Path, key: str | None = None) -> Scan:
     return _validated(scan)
 
 
+def read_mask(path: str | Path) -> Scan:
+    """A label volume (NIfTI) or label picture, read as `read_scan` reads images (same canonical
+    order and geometry), except that a constant mask, a case without lesions, is allowed."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such mask file; check the path")
+    regular_file_size(path)
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return _validated(_read_nifti(path, mask=True))
+    if name.endswith(PICTURE_SUFFIXES):
+        return _validated(_read_picture(path, mask=True))
+    raise InputError(f"{path}: masks are read from NIfTI (.nii/.nii.gz) or pictures (PNG, ...); "
+                     "convert the mask to NIfTI")
+
+
 # --- checks shared by every format -------------------------------------------------------------
 
 def _validated(scan: Scan) -> Scan:
@@ -76,8 +92,9 @@ def _guess_intensity(a: np.ndarray) -> Intensity:
     return Intensity.HU if lo <= -500 and hi >= 0 else Intensity.DISPLAY
 
 
-def _as_volume(a: np.ndarray, source: Path) -> np.ndarray:
-    """Any 2-D/3-D numeric array -> (z, y, x) float32, refusing what cannot be a CT image."""
+def _as_volume(a: np.ndarray, source: Path, mask: bool = False) -> np.ndarray:
+    """Any 2-D/3-D numeric array -> (z, y, x) float32, refusing what cannot be a CT image
+    (`mask`: a label volume, which may be constant: a case without lesions)."""
     a = np.asarray(a)
     if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
         raise InputError(f"{source}: holds {a.dtype} data, not image intensities")
@@ -102,14 +119,14 @@ def _as_volume(a: np.ndarray, source: Path) -> np.ndarray:
     else:  # integers are always finite: range first, then one float32 copy
         lo, hi = float(a.min()), float(a.max())
         a = np.ascontiguousarray(a, dtype=np.float32)  # (z, y, x) in C order: slices are contiguous
-    if lo == hi:
+    if lo == hi and not mask:
         raise InputError(f"{source}: the image is constant ({lo:g} everywhere); give a real scan")
     return a
 
 
 # --- NIfTI ---------------------------------------------------------------------------------------
 
-def _read_nifti(path: Path) -> Scan:
+def _read_nifti(path: Path, mask: bool = False) -> Scan:
     """Header, sizes and (for .nii.gz) the whole gzip stream are checked before nibabel reads."""
     import nibabel as nib
     from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform, apply_orientation
@@ -132,7 +149,7 @@ def _read_nifti(path: Path) -> Scan:
     spacing_lps = np.empty(3)
     for in_axis, (out_axis, _flip) in enumerate(ornt_transform(src, dst)):
         spacing_lps[int(out_axis)] = zooms[in_axis]
-    array = _as_volume(np.transpose(lps, (2, 1, 0)), path)
+    array = _as_volume(np.transpose(lps, (2, 1, 0)), path, mask)
     geometry = Geometry("nifti", affine=img.affine, header=img.header,
                         to_source=ornt_transform(dst, src))
     return Scan(array, tuple(float(s) for s in spacing_lps[::-1]), _guess_intensity(array),
@@ -296,8 +313,8 @@ def _read_dicom_series(folder: Path) -> Scan:
 
 # --- pictures and arrays -------------------------------------------------------------------------
 
-def _plane_scan(array: np.ndarray, path: Path, fmt: str) -> Scan:
-    array = _as_volume(array, path)
+def _plane_scan(array: np.ndarray, path: Path, fmt: str, mask: bool = False) -> Scan:
+    array = _as_volume(array, path, mask)
     return Scan(array, (1.0, 1.0, 1.0), _guess_intensity(array), Geometry("plane"), path, fmt,
                 spacing_known=False)
 
@@ -322,7 +339,7 @@ def _picture_limits() -> Iterator[None]:
          PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY) = saved
 
 
-def _read_picture(path: Path) -> Scan:
+def _read_picture(path: Path, mask: bool = False) -> Scan:
     """A picture under Pillow's bomb limits; every Pillow failure becomes one line."""
     from PIL import Image, UnidentifiedImageError
     try:
@@ -344,7 +361,7 @@ def _read_picture(path: Path) -> Scan:
     except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as exc:
         raise InputError(f"{path}: not a readable picture ({_reason(exc)}); give a PNG or JPG "
                          "of one CT slice") from None
-    return _plane_scan(pic, path, "picture")
+    return _plane_scan(pic, path, "picture", mask)
 
 
 def _read_mat(path: Path, key: str | None) -> Scan:

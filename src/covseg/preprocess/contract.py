@@ -7,7 +7,8 @@ model trained on one kind of source sees the same kind of input from the others:
    [-1024, 2000], then every slice is min-max scaled to 8 bits and contrast-enhanced with OpenCV's
    CLAHE (8x8 tiles, clip limit 7), as the repacker did, then scaled to [0, 1]. An 8-bit picture
    (`Intensity.DISPLAY`) gets the same min-max + CLAHE. ma20 slices (`Intensity.ENHANCED`) already
-   had it and are only scaled to [0, 1].
+   had it and are only scaled to [0, 1]. Slices a training recipe already prepared
+   (`Intensity.PREPARED`, covseg.data.recipes) pass through.
 2. Lung masking: the result is multiplied by the lung mask, as in the paper.
 3. Scale: the model works at ma20's scale, 256 pixels across a typical chest field of view,
    about 1.4 mm a pixel (coronacases: 512 x ~0.7 mm, halved by the repacker). `scale_factor`
@@ -41,6 +42,8 @@ def enhance(slice2d: np.ndarray, intensity: Intensity | str) -> np.ndarray:
     """Slice -> float32 image in [0, 1] with ma20's min-max + CLAHE look."""
     intensity = Intensity(intensity)
     img = np.asarray(slice2d, dtype=np.float32)
+    if intensity is Intensity.PREPARED:
+        return img
     if intensity is Intensity.ENHANCED:
         return img / 255.0
     if intensity is Intensity.HU:

@@ -1,5 +1,5 @@
-"""What happens around the steps, one concern each: averaged weights, the log, early stop, and
-checkpoints that resume exactly.
+"""What happens around the steps, one concern each: averaged weights, early stopping on
+validation patients, the log, and checkpoints that resume exactly.
 
 Order matters and is the trainer's: the average is updated before anything reads it, the
 early stop decides before the log and the checkpoint record the decision.
@@ -7,17 +7,20 @@ early stop decides before the log and the checkpoint record the decision.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from covseg.train import distributed as ddp
 from covseg.train.loop import Callback, Run
 
 CHECKPOINT = "last.pt"
 WEIGHTS = "model.pt"
 LOG = "metrics.jsonl"
+BEST = "best.pt"
 
 
 class Ema(Callback):
@@ -61,33 +64,71 @@ class MetricsLog(Callback):
 
 
 class EarlyStop(Callback):
-    """Stop once the epoch's mean training loss has not fallen by `min_delta` for `patience`
-    epochs: a plateau spends CPU hours for nothing. (The training loss, not a validation score:
-    the loop holds no validation set.) Its memory is checkpointed, so a resumed run counts on."""
+    """Score the weights that would ship on the validation patients after every epoch (abnormal
+    Dice pooled over their voxels: a per-slice mean rewards finding nothing, as most slices have
+    no lesion), keep the best epoch's in best.pt, and stop once `patience` epochs have passed
+    without a better score (the thesis: 5). The run then ships the best epoch's weights."""
 
-    def __init__(self, patience: int, min_delta: float = 1e-3) -> None:
-        self.patience, self.min_delta = patience, min_delta
-        self.best, self.waited = float("inf"), 0
+    def __init__(self, run: Run, patience: int, val, data, model: dict, ema: Ema | None) -> None:
+        self.patience, self.val, self.data, self.ema = patience, val, data, ema
+        self.best_path, self.sidecar = run.out / BEST, json.dumps(model)
+        self.best, self.best_epoch, self.waited = -1.0, 0, 0
+
+    def score(self, run: Run) -> float:
+        """Pooled abnormal Dice of the shipping weights, run as `covseg evaluate` runs them."""
+        from covseg.data.datasets import model_inputs
+        from covseg.infer import LesionSegmenter, PostProcess
+        from covseg.labels import ABNORMAL
+        from covseg.metrics import dice
+
+        candidate = run.out / "epoch.pt"
+        torch.save(shipping(run, self.ema).state_dict(), candidate)
+        candidate.with_suffix(".json").write_text(self.sidecar)
+        try:
+            segmenter = LesionSegmenter(candidate, postprocess=PostProcess(), backend="torch",
+                                        precision="fp32")
+            lungs = self.val.lungs if self.data.mask_lungs else None
+            preds = segmenter.predict(model_inputs(self.val, self.data), lungs)
+        finally:
+            candidate.unlink(missing_ok=True)
+            candidate.with_suffix(".json").unlink(missing_ok=True)
+        return dice(preds, self.val.labels, ABNORMAL)
 
     def on_epoch(self, run: Run, record: dict) -> None:
-        if record["loss"] < self.best - self.min_delta:
-            self.best, self.waited = record["loss"], 0
+        if run.step % run.steps_per_epoch:  # a call cut mid-epoch (max_steps): not an epoch yet
+            return
+        epoch = run.step // run.steps_per_epoch
+        score = self.score(run) if run.ctx.is_main else 0.0
+        score = ddp.broadcast(run.ctx, score)  # every rank stops at the same step
+        record["val_dice_abnormal"] = round(score, 6)
+        if score > self.best:
+            self.best, self.best_epoch, self.waited = score, epoch, 0
+            if run.ctx.is_main:
+                torch.save(shipping(run, self.ema).state_dict(), self.best_path)
         else:
             self.waited += 1
+        record["best_epoch"] = self.best_epoch
         if self.waited >= self.patience:
             run.stopped = True
-            record["early_stop"] = f"no fall of the loss in {self.waited} epochs"
+            record["early_stop"] = (f"no better validation Dice in {self.waited} epochs; the "
+                                    f"weights of epoch {self.best_epoch} ship")
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "waited": self.waited}
+        return {"best": self.best, "best_epoch": self.best_epoch, "waited": self.waited}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best, self.waited = state["best"], state["waited"]
+        self.best, self.best_epoch, self.waited = state["best"], state["best_epoch"], state["waited"]
+
+
+def shipping(run: Run, ema: Ema | None) -> nn.Module:
+    """The network a complete run would ship now: the average where there is one."""
+    return ema.average.module if ema is not None else run.model
 
 
 class Checkpoint(Callback):
     """last.pt after every epoch and on Ctrl-C (rank 0), and model.pt once the run is complete:
-    the averaged weights where there are some. `restore` makes a resumed run continue exactly."""
+    the best epoch's weights under early stopping, else the averaged weights where there are
+    some, else the last. `restore` makes a resumed run continue exactly."""
 
     def __init__(self, run: Run, config: dict, ema: Ema | None, early: EarlyStop | None) -> None:
         self.path, self.config, self.ema, self.early = run.out / CHECKPOINT, config, ema, early
@@ -125,7 +166,10 @@ class Checkpoint(Callback):
         self.save(run)
 
     def on_end(self, run: Run) -> None:
-        if run.finished() and run.ctx.is_main:
-            final = self.ema.average.module if self.ema is not None else run.model
-            torch.save(final.state_dict(), run.out / WEIGHTS)
+        if not (run.finished() and run.ctx.is_main):
+            return
+        if self.early is not None:  # the best epoch's weights, not the last's
+            shutil.copyfile(self.early.best_path, run.out / WEIGHTS)
+        else:
+            torch.save(shipping(run, self.ema).state_dict(), run.out / WEIGHTS)
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import yaml
 
+from covseg.data.splits import Split
 from covseg.errors import InputError
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "ma20"  # ma20 | medseg100
+    dataset: str = "ma20"  # ma20 | medseg100 | a user's data by layout: folder | nnunet | pictures
     train_folds: list[int] = field(default_factory=lambda: [1, 2, 3])
     test_folds: list[int] = field(default_factory=lambda: [4])
     source: str | None = None  # ma20 only: coronacases | radiopaedia (training slices)
@@ -19,8 +20,34 @@ class DataConfig:
     mask_lungs: bool = True
     target: str = "lesions"  # lesions: 0/1 abnormal/2 normal lung | lungs: 0/1 lung (lung model)
     max_slices: int | None = None  # evenly spaced subset, for quick runs
-    oracle_test_lungs: bool = False  # medseg100 only: join the reference lesions to the test lungs
+    # extracted lungs (medseg100, own data without lung masks): join reference lesions to test lungs
+    oracle_test_lungs: bool = False
     root: str | None = None  # default: $COVSEG_DATA_ROOT or ../shared/data
+    # a user's data set (docs/own_data.md): where, which files pair, what the labels mean
+    path: str | None = None  # the data set's folder
+    preset: str | None = None  # folder patterns: mosmed | ma2020
+    layout: dict = field(default_factory=dict)  # image/label/lungs patterns, rename, unlabelled
+    labels: dict | None = None  # {label value (nnunet: or name): background | lung | abnormal}
+    plane: str = "axial"  # axial | coronal | sagittal
+    recipe: str = "covseg"  # covseg | thesis | enhanced (covseg.data.recipes)
+    pixel_mm: float | None = 1.4  # in-plane pixel the slices are resampled to (the model's scale)
+    train_slices: str = "lungs"  # training slices of a volume: lungs | lesions | all
+    split: Split = field(default_factory=Split)  # by patient: k folds, a held-out count, or a file
+    cache: str | None = None  # where cut volumes are cached; default: the user cache folder
+    override_qa: bool = False  # train on volumes the input QA refuses (recorded per case)
+
+    def __post_init__(self) -> None:
+        from covseg.data.layouts import LAYOUTS, PLANES, TRAIN_SLICES, resolve_layout
+        from covseg.data.recipes import check_recipe
+
+        if isinstance(self.split, dict):
+            self.split = _build(Split, self.split, "[data.split]")
+        check_recipe(self.recipe)
+        for name, allowed in (("plane", PLANES), ("train_slices", TRAIN_SLICES)):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"data.{name}: '{getattr(self, name)}' is not one of {', '.join(allowed)}")
+        if self.dataset in LAYOUTS:
+            resolve_layout(self.dataset, self.preset, self.layout)  # typos fail at load
 
 
 @dataclass
@@ -38,6 +65,7 @@ class TrainConfig:
     step_epochs: int = 33
     gamma: float = 0.1
     epochs: int = 100
+    patience: int | None = None  # early stopping: epochs without a better validation Dice
     steps_per_epoch: int | None = None  # default: one pass over the training slices
     batch_size: int = 5
     scale: float = 1.0  # in-plane zoom of the training slices before cropping
@@ -49,7 +77,6 @@ class TrainConfig:
     reenhance: float = 0.0  # share of samples given the user-picture intensity (enhanced again)
     intensity_jitter: bool = True
     ema: float | None = None  # decay of an exponential moving average of the weights, shipped
-    early_stop_patience: int | None = None  # stop after this many epochs without a fall of the loss
     # BatchNorm normalises with its running statistics and leaves them as they are (fine-tuning
     # from `init` with small batches; DDP on CPU, where SyncBatchNorm cannot pool statistics)
     freeze_batchnorm: bool = False
@@ -65,6 +92,18 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def check(self) -> "TrainConfig":
+        """Settings that only make sense together: the thesis recipe's inputs lie in [-1, 1],
+        which the intensity jitter and re-enhancement (made for [0, 1]) would destroy."""
+        if self.data.recipe == "thesis" and (self.intensity_jitter or self.reenhance):
+            raise InputError("recipe 'thesis' gives inputs in [-1, 1]: set intensity_jitter: false "
+                             "and reenhance: 0")
+        if self.patience is not None and not self.data.split.val:
+            raise InputError("patience (early stopping) needs validation patients: set data.split.val")
+        if self.patience is not None and self.data.target != "lesions":
+            raise InputError("patience (early stopping) scores lesion Dice: use it with target lesions")
+        return self
 
 
 def _build(cls, values: dict, where: str):
@@ -90,7 +129,7 @@ def load_config(path: str | Path) -> TrainConfig:
     data = _build(DataConfig, raw.pop("data", {}) or {}, f"{path} [data]")
     cfg = _build(TrainConfig, raw, str(path))
     cfg.data = data
-    return cfg
+    return cfg.check()
 
 
 def config_from_dict(values: dict) -> TrainConfig:
@@ -98,4 +137,4 @@ def config_from_dict(values: dict) -> TrainConfig:
     data = _build(DataConfig, values.pop("data", {}) or {}, "config [data]")
     cfg = _build(TrainConfig, values, "config")
     cfg.data = data
-    return cfg
+    return cfg.check()

@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from covseg.data.augment import Augment
-from covseg.data.datasets import load_training_set, num_classes, training_arrays
+from covseg.data.datasets import (load_training_set, load_validation_set, num_classes,
+                                  training_arrays)
 from covseg.errors import InputError, OutputExistsError
 from covseg.models import build_model
 from covseg.runtime import autocast, fastest_precision, resolve_precision, set_threads
@@ -152,7 +153,10 @@ def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool
               loss_fn, batch_at, ddp.share_weight(ctx, cfg.batch_size), "fp32", steps_per_epoch,
               total_steps, min(total_steps, max_steps) if max_steps else total_steps)
     ema = Ema(model, cfg.ema) if cfg.ema is not None else None
-    early = EarlyStop(cfg.early_stop_patience) if cfg.early_stop_patience else None
+    early = None
+    if cfg.patience is not None:  # the validation patients are loaded and checked up front
+        sidecar = {"model": cfg.model, "model_args": {**cfg.model_args, "num_classes": n_classes}}
+        early = EarlyStop(run, cfg.patience, load_validation_set(cfg.data), cfg.data, sidecar, ema)
     checkpoint = Checkpoint(run, cfg.to_dict(), ema, early)
     timed: dict[str, float] = {}
     if resume and (out / CHECKPOINT).exists():
