@@ -7,6 +7,17 @@ from covseg.cli import main
 from covseg.data.root import data_root
 
 
+DATA_FIXTURES = {"data_dir", "real_ct"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that reads the shared data `needs_data` (by the fixtures it uses), so
+    `pytest -m "not needs_data"` runs the contract tests, which build their inputs in code."""
+    for item in items:
+        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.needs_data)
+
+
 @pytest.fixture(scope="session")
 def data_dir():
     root = data_root()

@@ -1,4 +1,7 @@
-"""Bad input: one clear line on stderr, exit code 2, no traceback, nothing written."""
+"""Bad input: one clear line on stderr, exit code 2, no traceback, nothing written.
+
+Every input is built here, from the phantom (as NIfTI and as a pydicom DICOM series), so these
+contract tests run without the shared data."""
 from __future__ import annotations
 
 import gzip
@@ -18,7 +21,22 @@ def _dicom_copy(src, dst, **changes):
     ds.save_as(dst)
 
 
-def _make_bad(kind: str, tmp, real_ct):
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """A good NIfTI and a good DICOM series of the phantom, for the bad inputs made from them."""
+    from builders import write_dicom_series
+
+    import covseg
+    from covseg.demo import save_phantom
+
+    root = tmp_path_factory.mktemp("sources")
+    phantom = covseg.make_phantom(shape=(8, 64, 64), spacing=(6.0, 5.0, 5.0))
+    nifti = save_phantom(phantom, root / "ct.nii.gz")
+    series = write_dicom_series(phantom.hu, phantom.spacing, root / "series")
+    return {"nifti": nifti, "dicom": sorted(series.iterdir())[:2]}
+
+
+def _make_bad(kind: str, tmp, sources):
     """Create one kind of bad input under tmp; return its path."""
     if kind == "missing":
         return tmp / "nope.nii.gz"
@@ -30,23 +48,23 @@ def _make_bad(kind: str, tmp, real_ct):
         import pydicom
         d = tmp / "mixed"
         d.mkdir()
-        _dicom_copy(real_ct / "dicom_slices" / "0.dcm", d / "a.dcm")
-        _dicom_copy(real_ct / "dicom_slices" / "1.dcm", d / "b.dcm",
+        _dicom_copy(sources["dicom"][0], d / "a.dcm")
+        _dicom_copy(sources["dicom"][1], d / "b.dcm",
                     SeriesInstanceUID=pydicom.uid.generate_uid())
         return d
     if kind == "mixed sizes":
         import pydicom
         d = tmp / "sizes"
         d.mkdir()
-        _dicom_copy(real_ct / "dicom_slices" / "0.dcm", d / "a.dcm")
-        ds = pydicom.dcmread(real_ct / "dicom_slices" / "1.dcm")
+        _dicom_copy(sources["dicom"][0], d / "a.dcm")
+        ds = pydicom.dcmread(sources["dicom"][1])
         small = ds.pixel_array[::2, ::2].copy()
         ds.Rows, ds.Columns = small.shape
         ds.PixelData = small.tobytes()
         ds.save_as(d / "b.dcm")
         return d
     if kind == "truncated nii.gz":
-        data = (real_ct / "example_ct.nii.gz").read_bytes()
+        data = sources["nifti"].read_bytes()
         (tmp / "cut.nii.gz").write_bytes(data[: len(data) // 3])
         return tmp / "cut.nii.gz"
     if kind == "text named .nii":
@@ -80,7 +98,7 @@ def _make_bad(kind: str, tmp, real_ct):
         (tmp / "scan.xyz").write_text("?")
         return tmp / "scan.xyz"
     if kind == "truncated dicom":
-        data = (real_ct / "dicom_slices" / "0.dcm").read_bytes()
+        data = (sources["dicom"][0]).read_bytes()
         (tmp / "cut.dcm").write_bytes(data[: len(data) // 2])
         return tmp / "cut.dcm"
     if kind == "broken png":
@@ -97,8 +115,8 @@ KINDS = ["missing", "empty folder", "mixed series", "mixed sizes", "truncated ni
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("command", ["info", "segment"])
-def test_bad_input_gives_one_line_and_exit_2(kind, command, cli, real_ct, tmp_path):
-    bad = _make_bad(kind, tmp_path, real_ct)
+def test_bad_input_gives_one_line_and_exit_2(kind, command, cli, sources, tmp_path):
+    bad = _make_bad(kind, tmp_path, sources)
     out_dir = tmp_path / "out"
     args = [command, bad] + (["-o", out_dir] if command == "segment" else [])
     before = sorted(p.name for p in tmp_path.rglob("*"))

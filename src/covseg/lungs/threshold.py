@@ -8,8 +8,9 @@ The paper notes that a simple HU window extracts the lungs well enough for Anam-
    components are the lungs, whose parenchyma sits around -850 HU;
 4. the trachea and main bronchi are traced down from the top slice and removed;
 5. the lungs are split into right and left at the thinnest column near the midline;
-6. each lung is closed and hole-filled slice by slice, so vessels and dense lesions against the
-   pleura (consolidation, effusion) stay inside the lung mask.
+6. each lung is closed and hole-filled slice by slice, so vessels and dense lesions inside it
+   stay in the lung mask, and dense regions biting into it from the chest wall (pleural-based
+   consolidation, effusion) are taken in from its convex hull (`pleural_bites`).
 
 Output labels: 0 none, 1 right lung, 2 left lung (patient's right is on the image's left, low x).
 """
@@ -24,6 +25,9 @@ AIR_HU = -320.0
 AIRWAY_HU = -900.0
 PURE_AIR_HU = -950.0
 MIN_LUNG_SECTION_MM2 = 1000.0  # 10 cm^2: the smallest largest-section a lung may have
+BITE_MIN_MM = 3.5  # a pleural bite is thicker than the sliver a rib leaves (covseg.lungs: pleural_bites)
+BITE_MAX_SHARE = 0.3  # and at most this share of its lung slice
+BONE_HU = 200.0
 
 
 def _touching_border(mask: np.ndarray) -> np.ndarray:
@@ -167,8 +171,49 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~_touching_border(~mask)
 
 
-def close_and_fill(side: np.ndarray, body: np.ndarray, radius_px: int) -> np.ndarray:
-    """Per slice: close concave bites (pleural lesions) and fill holes (vessels, nodules).
+def pleural_bites(lung: np.ndarray, hu: np.ndarray, lateral: int, pixel_mm: float) -> np.ndarray:
+    """The dense regions that bite into a lung slice from the chest wall (pleural-based
+    consolidation, effusion), which the air threshold leaves out and no closing can bridge, as
+    they open onto the wall.
+
+    A lung's costal surface follows the inside of the ribs and is convex, so what its convex
+    hull adds on the lateral side is such a bite, or a thin sliver between ribs. A piece of the
+    hull is taken in when it lies lateral of the lung's centre (`lateral` -1: towards low x, the
+    right lung; +1 the left), is thicker than a sliver (an inscribed radius of at least
+    `BITE_MIN_MM`), at most `BITE_MAX_SHARE` of the lung slice (the liver or spleen dome under a
+    basal crescent is larger) and not bone. Medial pieces (heart, hilum, spine) are never taken.
+    """
+    import cv2
+
+    points = cv2.findNonZero(lung.astype(np.uint8))
+    hull = np.zeros(lung.shape, np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
+    extra = (hull > 0) & ~lung
+    lab, n = ndi.label(extra)
+    if n == 0:
+        return extra
+    ids = np.arange(1, n + 1)
+    area = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    cols = np.nonzero(lung)[1].mean()
+    mean_x = ndi.mean(np.broadcast_to(np.arange(lung.shape[1]), lung.shape), lab, ids)
+    radius_px = BITE_MIN_MM / pixel_mm
+    candidates = ((np.asarray(mean_x) - cols) * lateral > 0) \
+        & (area <= BITE_MAX_SHARE * lung.sum()) & (area >= np.pi * radius_px ** 2)
+    keep = np.zeros(n + 1, dtype=bool)
+    boxes = ndi.find_objects(lab)
+    for i in np.nonzero(candidates)[0]:  # few: most of the hull's extra are thin slivers
+        piece = np.pad(lab[boxes[i]] == i + 1, 1)
+        dense = hu[boxes[i]][piece[1:-1, 1:-1]]
+        keep[i + 1] = (ndi.distance_transform_edt(piece).max() >= radius_px
+                       and (dense > BONE_HU).mean() < 0.1)
+    return keep[lab]
+
+
+def close_and_fill(side: np.ndarray, body: np.ndarray, radius_px: int,
+                   hu: np.ndarray | None = None, lateral: int = 0,
+                   pixel_mm: float = 1.0) -> np.ndarray:
+    """Per slice: close concave bites, take in pleural bites (with `hu` and the lung's
+    `lateral` side) and fill holes (vessels, nodules).
 
     Each slice is worked on in its lung's bounding box, grown by the radius.
     """
@@ -176,9 +221,12 @@ def close_and_fill(side: np.ndarray, body: np.ndarray, radius_px: int) -> np.nda
     r = max(1, int(radius_px))
     for z in np.nonzero(side.any(axis=(1, 2)))[0]:
         ys, xs = np.nonzero(side[z])
-        y0, x0 = ys.min(), xs.min()
-        box = np.pad(side[z, y0:ys.max() + 1, x0:xs.max() + 1], r + 1)
-        filled = _fill_holes(_close_plane(box, r))[r + 1:-r - 1, r + 1:-r - 1]
+        y0, x0, y1, x1 = ys.min(), xs.min(), ys.max() + 1, xs.max() + 1
+        box = np.pad(side[z, y0:y1, x0:x1], r + 1)
+        closed = _close_plane(box, r)[r + 1:-r - 1, r + 1:-r - 1]
+        if hu is not None:
+            closed = closed | pleural_bites(closed, hu[z, y0:y1, x0:x1], lateral, pixel_mm)
+        filled = _fill_holes(closed)
         h, w = filled.shape
         out[z, y0:y0 + h, x0:x0 + w] = filled & body[z, y0:y0 + h, x0:x0 + w]
     return out
@@ -197,7 +245,7 @@ def extract_lungs_hu(hu: np.ndarray, spacing: tuple[float, float, float],
     sides = split_left_right(lungs)
     radius = int(round(closing_mm / spacing[2]))
     out = np.zeros(hu.shape, dtype=np.uint8)
-    for label in (RIGHT, LEFT):
-        filled = close_and_fill(sides == label, body, radius)
+    for label, lateral in ((RIGHT, -1), (LEFT, 1)):
+        filled = close_and_fill(sides == label, body, radius, hu, lateral, spacing[2])
         out[filled & (out == 0)] = label
     return out
