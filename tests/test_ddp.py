@@ -129,3 +129,27 @@ def test_uneven_shares_are_weighted_to_the_global_mean():
     losses = torch.tensor([0.1, 0.7, 0.3, 0.9, 0.5])
     ddp_mean = sum(float(losses[ddp.shard(c, 5)].mean()) * ddp.share_weight(c, 5) for c in ranks) / 2
     assert ddp_mean == pytest.approx(float(losses.mean()))
+
+
+def test_under_torchrun_with_gpus_the_group_is_nccl_on_the_local_gpu(monkeypatch):
+    """No GPU here: the decision itself is checked, with torch's CUDA and process-group calls
+    stood in for (the nccl run is for a machine with GPUs)."""
+    from covseg.train import distributed
+
+    calls = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(distributed.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(distributed.torch.cuda, "set_device", lambda d: calls.setdefault("device", d))
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group",
+                        lambda backend: calls.setdefault("backend", backend))
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 2)
+    ctx = distributed.setup()
+    assert calls == {"device": torch.device("cuda", 1), "backend": "nccl"}
+    assert ctx.device == torch.device("cuda", 1) and ctx.owns_group and ctx.rank == 1
+    monkeypatch.setattr(distributed.torch.cuda, "is_available", lambda: False)
+    calls.clear()
+    assert distributed.setup().device.type == "cpu" and calls == {"backend": "gloo"}

@@ -113,7 +113,8 @@ def _segmenter_that_dies_on_crash_scans():
     when it starts on a scan named crash*."""
     import os
 
-    from covseg.infer import LesionSegmenter, pipeline
+    from covseg import pipeline
+    from covseg.infer import LesionSegmenter
 
     real = pipeline.build_scan
 
