@@ -72,3 +72,26 @@ def test_unknown_model_is_a_clear_error():
 def test_model_table_lists_paper_figures():
     table = model_table(["anamnet", "enet"], size=64, latency=False)
     assert "4.47" in table and "0.34" in table
+
+
+def test_each_network_runs_on_lung_boxes_of_any_size(tmp_path):
+    """Lung boxes are padded to the sides each network takes (the encoder U-Nets need
+    multiples of 32): a 45 x 70 box runs through every model the zoo builds."""
+    import numpy as np
+    import torch
+
+    from covseg.infer import LesionSegmenter
+    from covseg.models import available_models, build_model, input_multiple
+
+    assert input_multiple(build_model("anamnet")) == 16
+    assert input_multiple(build_model("resnet34_unet")) == 32
+    images = np.random.default_rng(0).random((2, 96, 112), dtype=np.float32)
+    lungs = np.zeros(images.shape, bool)
+    lungs[:, 20:65, 15:85] = True
+    for name in ("resnet34_unet", "mobilenetv2_unet", "segnet", "anamnet"):
+        torch.save(build_model(name).state_dict(), tmp_path / f"{name}.pt")
+        segmenter = LesionSegmenter(tmp_path / f"{name}.pt", model=name, backend="torch",
+                                    precision="fp32")
+        labels = segmenter.predict(images, lungs)
+        assert labels.shape == images.shape and not labels[~lungs].any(), name
+    assert len(available_models()) >= 11

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from covseg.errors import InputError
+from covseg.models import input_multiple
 from covseg.models.weights import DEFAULT_INT8, load_model, sha256
 from covseg.runtime import BACKENDS, autocast, resolve_precision
 
@@ -101,13 +102,14 @@ class Network:
     """A lesion network's weights (default: the shipped Anam-Net) on its engine.
 
     `backend` and `precision` hold what was chosen, for the report; `meta` is the weights'
-    metadata with `sha256` the weights file's own hash.
+    metadata with `sha256` the weights file's own hash; `multiple` the side lengths it takes.
     """
 
     def __init__(self, weights: str | Path | None = None, model: str | None = None,
                  backend: str = "auto", threads: int | None = None, precision: str = "auto"):
         net, self.meta = load_model(weights, model)
         _check_lesion_classes(net, weights)
+        self.multiple = input_multiple(net)
         self.engine = open_backend(net, self.meta["sha256"], backend, weights is None, threads,
                                    precision)
         self.backend, self.precision = self.engine.name, self.engine.precision

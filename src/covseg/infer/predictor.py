@@ -1,8 +1,9 @@
 """`LesionSegmenter().predict(images, lungs)`: lung-masked slices in, 0/1/2 label maps out.
 
-Only the lungs' bounding box of each slice is run through the network (padded to a multiple of
-16), and outside the lung mask the label is background by definition: the network only decides
-abnormal versus normal inside the lungs.
+Only the lungs' bounding box of each slice is run through the network (padded to the side
+lengths the network takes: multiples of 16 for Anam-Net, 32 for the encoder U-Nets), and
+outside the lung mask the label is background by definition: the network only decides abnormal
+versus normal inside the lungs.
 """
 from __future__ import annotations
 
@@ -18,9 +19,6 @@ from covseg.infer.postprocess import PostProcess
 from covseg.labels import ABNORMAL, NORMAL
 from covseg.models.weights import describe_weights
 
-MULTIPLE = 16
-
-
 def _bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
@@ -28,15 +26,17 @@ def _bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
     return slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
 
 
-def _ceil16(n: int) -> int:
-    return -(-n // MULTIPLE) * MULTIPLE
+def _ceil(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
 
 
-def _padded_box(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice, slice]:
-    """Grow a box to sides that are multiples of 16 with image context, clipped to the image."""
+def _padded_box(box: tuple[slice, slice], shape: tuple[int, int], multiple: int
+                ) -> tuple[slice, slice]:
+    """Grow a box to sides that are multiples of `multiple` with image context, clipped to the
+    image."""
     out = []
     for s, n in zip(box, shape):
-        size = _ceil16(s.stop - s.start)
+        size = _ceil(s.stop - s.start, multiple)
         start = max(0, min(s.start - (size - (s.stop - s.start)) // 2, n - size))
         out.append(slice(start, min(start + size, n)))
     return tuple(out)
@@ -84,9 +84,11 @@ class LesionSegmenter:
             hashlib.sha256("".join(files).encode()).hexdigest()
         self.mirror = mirror
         self.batch_size = batch_size
+        self.multiple = max(net.multiple for net in self.networks)  # the sides every net takes
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """(N, H, W) float32 inputs with H, W multiples of 16 -> (N, C, H, W) mean logits."""
+        """(N, H, W) float32 inputs with H, W multiples of `multiple` -> (N, C, H, W) mean
+        logits."""
         views = [np.ascontiguousarray(batch[:, None], dtype=np.float32)]
         if self.mirror:
             views.append(np.ascontiguousarray(views[0][..., ::-1]))
@@ -101,13 +103,14 @@ class LesionSegmenter:
                     ) -> Iterator[tuple[int, tuple[slice, slice], np.ndarray]]:
         """Yield (slice index, box, logits of the box) for every slice with lungs, batch by batch."""
         jobs = [(i, _bbox(lungs[i])) for i in range(len(images))]
-        jobs = [(i, _padded_box(b, images.shape[1:])) for i, b in jobs if b is not None]
+        jobs = [(i, _padded_box(b, images.shape[1:], self.multiple)) for i, b in jobs
+                if b is not None]
         # group equal box sizes so each batch is one tensor
         jobs.sort(key=lambda j: (j[1][0].stop - j[1][0].start, j[1][1].stop - j[1][1].start))
         for k in range(0, len(jobs), self.batch_size):
             group = jobs[k:k + self.batch_size]
-            h = _ceil16(max(b[0].stop - b[0].start for _, b in group))
-            w = _ceil16(max(b[1].stop - b[1].start for _, b in group))
+            h = _ceil(max(b[0].stop - b[0].start for _, b in group), self.multiple)
+            w = _ceil(max(b[1].stop - b[1].start for _, b in group), self.multiple)
             batch = np.zeros((len(group), h, w), dtype=np.float32)
             for n, (i, (ys, xs)) in enumerate(group):
                 crop = images[i, ys, xs]

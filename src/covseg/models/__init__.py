@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from covseg.errors import CovsegError
@@ -40,3 +41,20 @@ def build_model(name: str, in_channels: int = 1, num_classes: int = 3, **kwargs)
     if key not in _REGISTRY:
         raise CovsegError(f"unknown model '{name}'; choose one of: {', '.join(available_models())}")
     return _REGISTRY[key](in_channels=in_channels, num_classes=num_classes, **kwargs)
+
+
+def input_multiple(model: nn.Module, candidates: tuple[int, ...] = (16, 32, 64)) -> int:
+    """The side lengths a network takes whole: the smallest candidate m for which an input of
+    3m x 5m comes back at its own size (Anam-Net and the U-Nets of four poolings: 16; the
+    encoder U-Nets and SegNet, five: 32). Probed once, not listed, so a new model needs nothing."""
+    for m in candidates:
+        x = torch.zeros(1, 1, 3 * m, 5 * m)
+        try:
+            with torch.inference_mode():
+                out = model.eval()(x)
+        except RuntimeError:  # the skip connections' sizes disagree
+            continue
+        if tuple(out.shape[-2:]) == tuple(x.shape[-2:]):
+            return m
+    raise CovsegError(f"{model.__class__.__name__} gives back no input of sides "
+                      f"{', '.join(map(str, candidates))} x (3, 5) at its size")
