@@ -223,42 +223,12 @@ def dicom_from_real(path: Path, **tags) -> Path:
 
 
 def write_series(folder: Path, volume: np.ndarray, spacing: tuple[float, float, float],
-                 modality: str = "CT", orientation: tuple = (1, 0, 0, 0, 1, 0),
-                 zs: list[float] | None = None, series_uid: str | None = None,
-                 start: int = 0, **tags) -> Path:
-    """Write a (z, y, x) LPS HU volume as a DICOM series of explicit-little-endian slices."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+                 zs: list[float] | None = None, **kw) -> Path:
+    """A (z, y, x) LPS HU volume as a DICOM series (covseg.demo.dicom), in one study and frame."""
+    from covseg.demo.dicom import write_dicom_series
 
-    folder.mkdir(parents=True, exist_ok=True)
-    series = series_uid or generate_uid()
-    dz, dy, dx = spacing
-    zs = zs if zs is not None else [k * dz for k in range(len(volume))]
-    normal = np.cross(np.array(orientation[:3], float), np.array(orientation[3:], float))
-    for k, plane in enumerate(volume):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3.4", series
-        ds.FrameOfReferenceUID = "1.2.3.5"
-        ds.PatientID, ds.Modality = "REDTEAM", modality
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.InstanceNumber = start + k + 1
-        ds.ImagePositionPatient = [float(v) for v in normal * float(zs[k])]
-        ds.ImageOrientationPatient = [float(v) for v in orientation]
-        ds.PixelSpacing, ds.SliceThickness = [float(dy), float(dx)], float(dz)
-        ds.Rows, ds.Columns = plane.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        for key, value in tags.items():
-            setattr(ds, key, value)
-        ds.PixelData = np.ascontiguousarray(plane, dtype=np.int16).tobytes()
-        ds.save_as(folder / f"{start + k:04d}.dcm", enforce_file_format=True)
-    return folder
+    return write_dicom_series(volume, spacing, folder, positions=zs, study_uid="1.2.3.4",
+                              frame_uid="1.2.3.5", patient_id="REDTEAM", **kw)
 
 
 def series_case(w: Path, **kw) -> Case:

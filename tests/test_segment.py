@@ -54,6 +54,23 @@ def test_demo_refuses_to_overwrite(demo, cli):
     assert (out / "report.json").read_bytes() == before
 
 
+def test_demo_as_a_dicom_series_gives_the_same_numbers_and_a_dicom_seg(demo, cli, tmp_path):
+    import pydicom
+
+    _, nifti, _ = demo
+    code, out, err = cli("demo", "--dicom", "-o", tmp_path / "d")
+    assert code == 0, err
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert report["input"]["format"].lower().startswith("dicom")
+    assert report["quantification"]["lesion_ml"] == pytest.approx(nifti.quantification.lesion_ml,
+                                                                  rel=0.01)
+    assert len(list((tmp_path / "d" / "phantom_ct").glob("*.dcm"))) == nifti.scan.array.shape[0]
+    assert pydicom.dcmread(tmp_path / "d" / "lesions.seg.dcm").Modality == "SEG"
+    code, _, err = cli("demo", "--dicom", "-o", tmp_path / "d")
+    assert code == 2 and "--force" in err
+    assert cli("demo", "--dicom", "-o", tmp_path / "d", "--force")[0] == 0
+
+
 def test_volume_outputs_share_the_source_geometry(real_ct, tmp_path, segmenter):
     src = real_ct / "example_ct.nii.gz"
     result = segment(src, tmp_path, segmenter=segmenter)

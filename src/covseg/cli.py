@@ -39,7 +39,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from covseg.demo import run_demo
 
-    run_demo(args.output, force=args.force)
+    run_demo(args.output, force=args.force, dicom=args.dicom)
     return 0
 
 
@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, default=Path("covseg-demo"),
                    help="output folder (default: ./covseg-demo)")
     p.add_argument("--force", action="store_true", help="replace files of an earlier demo")
+    p.add_argument("--dicom", action="store_true", help="hand the phantom over as a DICOM series "
+                   "(the results then include the DICOM-SEG lesions.seg.dcm)")
 
     p = add("segment", _cmd_segment, "find lungs and lesions in a scan, measure them, report")
     p.add_argument("scans", nargs="+", metavar="SCAN",
