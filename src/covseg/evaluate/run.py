@@ -1,6 +1,7 @@
 """`covseg evaluate`: run a model over a test set and score it slice by slice."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +27,13 @@ def evaluate_model(weights: str | Path | list[str | Path] | None = None,
                    config: str | Path | None = None, dataset: str | None = None,
                    folds: list[int] | None = None, csv_path: str | Path | None = None,
                    limit: int | None = None, force: bool = False,
-                   segmenter: LesionSegmenter | None = None) -> Evaluation:
+                   segmenter: LesionSegmenter | None = None,
+                   data: DataConfig | None = None) -> Evaluation:
     """Score `weights` (default: the shipped model; several: their ensemble) on the config's test
-    data (default: ma20 F4)."""
+    data (default: ma20 F4); `data` names the test data directly, for callers that build it."""
     if csv_path is not None:
         check_writable(csv_path, force)
-    data = load_config(config).data if config else DataConfig()
+    data = copy.deepcopy(data) if data else load_config(config).data if config else DataConfig()
     if dataset:
         data.dataset = dataset
     if folds:
