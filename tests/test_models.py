@@ -27,6 +27,13 @@ def test_forward_backward_shape(name):
     assert sum(float(g.abs().sum()) > 0 for g in reached) >= 0.9 * len(reached)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_every_network_takes_the_predictors_multiples_of_16(name):
+    """covseg's predictor pads lung boxes to multiples of 16, not 32 (SegNet, encoder U-Nets)."""
+    with torch.no_grad():
+        assert build_model(name).eval()(torch.zeros(1, 1, 80, 48)).shape == (1, 3, 80, 48)
+
+
 @pytest.mark.parametrize("name", ["anamnet", "enet", "lednet"])
 def test_same_seed_same_output(name):
     outs = []
