@@ -75,6 +75,8 @@ class RunCache:
         path = self.folder(cfg) / f"{kind}-{digest(key)}.json"
         if path.is_file():
             return json.loads(path.read_text())
+        if not self.execute:
+            return None
         weights = self.weights(cfg)
         if weights is None:
             return None

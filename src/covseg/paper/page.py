@@ -34,8 +34,9 @@ def _protocol(plan: Plan) -> str:
     return f"""## The protocol: one for every network
 
 - **Data**: ma20 folds 1-3 -> fold 4 (Tables VIII, IX, X, XI, thesis), the 3-fold rotation inside
-  folds 1-3 (Table VIII), MedSeg train -> test (Table VII); MedSeg lungs from covseg's picture
-  lung extractor (no oracle).{cut}
+  folds 1-3 (Table VIII), MedSeg train -> test (Table VII). MedSeg has no lung masks: its test
+  lungs come from covseg's picture lung extractor (no oracle), which leaves 28.5 % of the test
+  split's lesion pixels outside, a ceiling for every network alike (docs/results.md).{cut}
 - **Preprocessing**: covseg's (the image multiplied by the lung mask, as the paper feeds it).
 - **Augmentation**: flips{jitter}; {crop}, batch {p.get('batch_size')}.
 - **Loss**: {p.get('loss')} (the paper's inverse-frequency weighted cross-entropy unless Table X
@@ -65,14 +66,17 @@ def _step_times(plan: Plan, rows: list[dict] | None) -> str:
     if rows is None:
         return "## Step times on this CPU\n\nPending.\n"
     p = plan.protocol
-    lines = ["| network | fp32 s/step | bf16 s/step | used |", "| --- | --- | --- | --- |"]
+    lines = ["| network | fp32 s/step | bf16 s/step | used | load average (1 min) |",
+             "| --- | --- | --- | --- | --- |"]
     for r in rows:
         bf16 = f"{r['bf16']:.3f}" if "bf16" in r else "no native bf16"
-        lines.append(f"| {r['model']} | {r['fp32']:.3f} | {bf16} | {r['chosen']} |")
+        lines.append(f"| {r['model']} | {r['fp32']:.3f} | {bf16} | {r['chosen']} | {r.get('load', '-')} |")
     total = sum(r["seconds"] for r in rows if r["model"] in plan.networks)
     return (f"## Step times on this CPU, and the budget\n\nOne step = {p.get('batch_size')} crops "
             f"of {p.get('crop')}x{p.get('crop')} through forward, the weighted loss, backward and "
-            "Adam (`covseg.paper.timing`, fastest of 3 after a warm-up; a timing, not training):\n\n"
+            "Adam (`covseg.paper.timing`: fp32 and bf16 in turn, fastest of 5 after a warm-up each; a "
+            "timing, not training; a load "
+            f"above {os.cpu_count()} means other work shared the cores and slowed the step):\n\n"
             + "\n".join(lines) + f"\n\nThe eight Table VIII networks take {total:.2f} s for one step "
             f"each, so {plan.budget_steps:,} steps each cost about {total * plan.budget_steps / 3600:.1f} h "
             "of training for Table VIII's fold-4 runs (scoring and the data pipeline come on top; the "
@@ -93,7 +97,9 @@ def _iv(plan: Plan, text: str | None, viii: list[Row], thesis: list[Row]) -> str
         else:
             lines.append(f"| {r.label} | {render.PENDING} | {render.PENDING} |")
     return ("## Table IV: the networks (as `covseg models`), with training time per epoch\n\n```\n"
-            + text.strip() + "\n```\n\nTraining time per epoch, measured in the Table VIII runs: "
+            + text.strip() + "\n```\n\nThe latency columns drift with other work on the cores "
+            "(docs/models.md); delete `runs/paper/table_iv-*.txt` to measure them again. "
+            "Training time per epoch, measured in the Table VIII and thesis runs: "
             f"an epoch is one pass over the {n_train:,} training slices of folds 1-3 at batch "
             f"{plan.protocol.get('batch_size')} ({per_epoch} steps of crops, the trainer's definition):\n\n"
             + "\n".join(lines) + "\n")
@@ -127,6 +133,7 @@ def build_page(plan: Plan, cache: RunCache, command: str) -> str:
     vii, ix, x, thesis = (collect_vii(plan, cache), collect_ix(plan, cache), collect_x(plan, cache),
                           collect_thesis(plan, cache))
     xi_text, xi_verdict = render.perturbation_table(collect_xi(plan, cache))
+    rotation_verdict = render.size_verdict("VIII-rotation", rotation_means) if rotation_means else ""
     today = datetime.date.today().isoformat()
     parts = [
         "# The paper's comparison under one protocol: Tables IV and VII-XI\n",
@@ -134,12 +141,13 @@ def build_page(plan: Plan, cache: RunCache, command: str) -> str:
         f"{cpu_line()}. Do not edit by hand: rerun the command (it resumes from `runs/paper/`).\n",
         _protocol(plan), _step_times(plan, collect_step_times(plan, cache)),
         _iv(plan, collect_iv(plan, cache), viii, thesis),
-        "## Table VII (Exp 1 analogue): MedSeg train -> MedSeg test (48 slices)\n",
+        "## Table VII (Exp 1 analogue): MedSeg train -> MedSeg test\n",
         render.metric_table("VII", vii), "\n" + render.size_verdict("VII", vii) + "\n",
+        render.convergence_table(vii) + "\n",
         "## Table VIII (Exp 2): ma20 folds 1-3 -> fold 4\n",
         render.metric_table("VIII", viii), "\n" + render.size_verdict("VIII", viii) + "\n",
         "### The 3-fold rotation inside folds 1-3 (Anam-Net, U-Net and the best baselines)\n",
-        rotation_text, "\n" + (render.size_verdict("VIII", rotation_means) if rotation_means else "") + "\n",
+        rotation_text, "\n" + rotation_verdict + "\n",
         "### How far from convergence (Table VIII runs)\n",
         render.convergence_table(viii) + "\n",
         "## Table IX (Exp 3): the Table VIII models on MedSeg's test split\n",

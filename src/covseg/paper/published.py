@@ -20,6 +20,7 @@ DICE: dict[tuple[str, str, str], float] = {
 CLAIMS = {
     "VII": "Anam-Net matches or beats the larger networks on MedSeg (Exp 1)",
     "VIII": "Anam-Net matches or beats networks 2-13x its size on ma20 (Exp 2)",
+    "VIII-rotation": "Anam-Net matches or beats networks 2-13x its size on ma20 (Exp 2)",
     "IX": "Anam-Net matches or beats the larger networks across data sets (Exp 3)",
     "X": "the AD blocks and the label weighting each raise Anam-Net's abnormal Dice",
     "XI": "Anam-Net is as stable as U-Net when its weights are perturbed",

@@ -27,6 +27,7 @@ def metric_table(table: str, rows: list[Row]) -> str:
     head = ("| network | params (M) | class | " + " | ".join(f"{m} per slice" for m in METRICS) +
             " | " + " | ".join(f"{m} pooled" for m in METRICS) + " | paper Dice | train s |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    scored = [r.scores["slices"] for r in rows if r.scores is not None]
     for r in rows:
         for cls in CLASSES:
             cells = [f4(r.value(cls, m, "per_slice")) for m in METRICS]
@@ -34,6 +35,8 @@ def metric_table(table: str, rows: list[Row]) -> str:
             train = PENDING if r.train_s is None else f"{r.train_s:,.0f}"
             lines.append(f"| {r.label} | {r.params_m:.2f} | {cls} | " + " | ".join(cells) +
                          f" | {_paper(table, r.cfg.model, cls)} | {train} |")
+    if scored:
+        lines.append(f"\nScored on {max(scored)} test slices; train s: training wall time of the run.")
     return "\n".join(lines)
 
 
