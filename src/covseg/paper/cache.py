@@ -1,10 +1,11 @@
 """The run cache of `covseg paper`: each training run and each score kept under its config's hash.
 
-A run lives in ROOT/<model>-<hash of its config>/ (the trainer's folder: last.pt, metrics.jsonl,
-model.pt, plus model.json naming the architecture); a stopped run resumes from its checkpoint
-and a finished one is never trained again. Scores are cached in the run's folder under the hash
-of the test data, so rendering the tables afterwards costs no network time. With `execute`
-False nothing is trained or scored: what is missing comes back as None ("pending").
+A run lives in ROOT/<model>-<hash of its config>/ (the trainer's folder: metrics.jsonl, model.pt,
+plus model.json naming the architecture); a stopped run resumes from its checkpoint (last.pt,
+dropped once the run is finished) and a finished one is never trained again. Scores are cached
+in the run's folder under the hash of the test data, so rendering the tables afterwards costs
+no network time. With `execute` False nothing is trained or scored: what is missing comes back
+as None ("pending").
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from covseg.infer import LesionSegmenter
 from covseg.paper.perturb import perturbed_scores
 from covseg.train import train
 from covseg.train.config import DataConfig, TrainConfig
-from covseg.train.trainer import LOG, WEIGHTS
+from covseg.train.trainer import CHECKPOINT, LOG, WEIGHTS
 
 EVAL_PRECISION = "fp32"  # every score in the reference arithmetic, whatever a run trained in
 
@@ -57,7 +58,8 @@ class RunCache:
             if not self.execute:
                 return None
             cfg.name = out.name
-            train(cfg, out, resume=(out / "last.pt").is_file(), progress=self.progress)
+            train(cfg, out, resume=(out / CHECKPOINT).is_file(), progress=self.progress)
+        (out / CHECKPOINT).unlink(missing_ok=True)  # finished: Adam's moments triple the weights
         if not path.with_suffix(".json").is_file():  # what load_model builds the network from
             _write_json(path.with_suffix(".json"), {
                 "name": out.name, "model": cfg.model, "model_args": cfg.model_args,
