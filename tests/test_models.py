@@ -27,6 +27,13 @@ def test_forward_backward_shape(name):
     assert sum(float(g.abs().sum()) > 0 for g in reached) >= 0.9 * len(reached)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_every_network_takes_the_predictors_multiples_of_16(name):
+    """covseg's predictor pads lung boxes to multiples of 16, not 32 (SegNet, encoder U-Nets)."""
+    with torch.no_grad():
+        assert build_model(name).eval()(torch.zeros(1, 1, 80, 48)).shape == (1, 3, 80, 48)
+
+
 @pytest.mark.parametrize("name", ["anamnet", "enet", "lednet"])
 def test_same_seed_same_output(name):
     outs = []
@@ -75,8 +82,8 @@ def test_model_table_lists_paper_figures():
 
 
 def test_each_network_runs_on_lung_boxes_of_any_size(tmp_path):
-    """Lung boxes are padded to the sides each network takes (the encoder U-Nets need
-    multiples of 32): a 45 x 70 box runs through every model the zoo builds."""
+    """Lung boxes are padded to the sides each network takes, probed once (a network of five
+    unpadded poolings needs multiples of 32): a 45 x 70 box runs through the zoo's networks."""
     import numpy as np
     import torch
 
@@ -84,7 +91,10 @@ def test_each_network_runs_on_lung_boxes_of_any_size(tmp_path):
     from covseg.models import available_models, build_model, input_multiple
 
     assert input_multiple(build_model("anamnet")) == 16
-    assert input_multiple(build_model("resnet34_unet")) == 32
+    five_poolings = torch.nn.Sequential(*[torch.nn.MaxPool2d(2)] * 5,
+                                        torch.nn.Upsample(scale_factor=32),
+                                        torch.nn.Conv2d(1, 3, 1))  # unpadded: sides of 32 only
+    assert input_multiple(five_poolings) == 32
     images = np.random.default_rng(0).random((2, 96, 112), dtype=np.float32)
     lungs = np.zeros(images.shape, bool)
     lungs[:, 20:65, 15:85] = True

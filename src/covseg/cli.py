@@ -162,6 +162,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_paper(args: argparse.Namespace) -> int:
+    from covseg.paper import reproduce
+
+    doc = reproduce(args.plan, args.runs, args.doc, only=args.only, budget=args.budget,
+                    max_slices=args.max_slices)
+    print(f"wrote {doc}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from covseg.evaluate import evaluate_model
     from covseg.infer import LesionSegmenter, PostProcess
@@ -340,6 +349,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trained-on", required=True, help="what the weights were trained on, in "
                    "words (data set, folds, licence); reports quote it")
     p.add_argument("--force", action="store_true", help="replace existing weights")
+
+    p = add("paper", _cmd_paper, "train and score what the paper's Tables IV, VII-XI need under "
+            "one protocol (hours; resumable) and write them beside the paper's figures")
+    p.add_argument("--only", nargs="+", choices=Choices("covseg.paper.plan", "TABLES"),
+                   metavar="TABLE", help="fill only these tables, of %(choices)s (default: all)")
+    p.add_argument("--budget", type=int, help="training steps per run, every network alike "
+                   "(default: the plan's)")
+    p.add_argument("--max-slices", type=int, help="cut every data set to this many slices (smoke)")
+    p.add_argument("--plan", type=Path, default=Path("configs/paper/protocol.yaml"))
+    p.add_argument("--runs", type=Path, default=Path("runs/paper"), help="the run cache")
+    p.add_argument("--doc", type=Path, default=Path("docs/paper.md"), help="the page to write")
 
     p = add("tune", _cmd_tune, "choose the post-processing (decision margin, smallest lesion) "
             "on held-out folds")

@@ -2,6 +2,7 @@
 where the test slices come from a user's volumes (covseg.evaluate.cases)."""
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -23,14 +24,16 @@ def evaluate_model(weights: str | Path | list[str | Path] | None = None,
                    folds: list[int] | None = None, csv_path: str | Path | None = None,
                    limit: int | None = None, force: bool = False,
                    segmenter: LesionSegmenter | None = None,
-                   cases_path: str | Path | None = None) -> Evaluation:
+                   cases_path: str | Path | None = None,
+                   data: DataConfig | None = None) -> Evaluation:
     """Score `weights` (default: the shipped model; several: their ensemble) on the config's test
-    data (default: ma20 F4). Slices of a user's volumes are also scored per case
-    (`result.per_case`); `cases_path` writes those rows as CSV and the summary beside it (.json)."""
+    data (default: ma20 F4); `data` names the test data directly, for callers that build it.
+    Slices of a user's volumes are also scored per case (`result.per_case`); `cases_path`
+    writes those rows as CSV and the summary beside it (.json)."""
     for path in (csv_path, cases_path):
         if path is not None:
             check_writable(path, force)
-    data = load_config(config).data if config else DataConfig()
+    data = copy.deepcopy(data) if data else load_config(config).data if config else DataConfig()
     if dataset:
         data.dataset = dataset
     if folds:

@@ -2,6 +2,8 @@
 
 The decoder is the common one for such U-Nets: at each scale upsample x2 (nearest), concatenate
 the encoder's feature map of that scale, two 3x3 conv+BN+ReLU; widths 256, 128, 64, 32, 16.
+The encoders stride by up to 32, so inputs are zero-padded to multiples of 32 and the output
+cropped back: the networks take the multiples of 16 that covseg's predictor gives every network.
 """
 from __future__ import annotations
 
@@ -43,12 +45,13 @@ class EncoderUNet(nn.Module):
         self.head = nn.Conv2d(prev, num_classes, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.encoder(x)
+        h, w = x.shape[-2:]
+        feats = self.encoder(F.pad(x, (0, -w % 32, 0, -h % 32)))
         y = feats[-1]
         skips = feats[:-1][::-1]
         for i, block in enumerate(self.decoder):
             y = block(y, skips[i] if i < len(skips) else None)
-        return self.head(y)
+        return self.head(y)[..., :h, :w]
 
 
 def vgg19_unet(in_channels: int = 1, num_classes: int = 3) -> nn.Module:

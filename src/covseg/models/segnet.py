@@ -1,6 +1,7 @@
 """SegNet (Badrinarayanan et al. 2017): VGG16 encoder, a mirrored decoder upsampling with the
-encoder's max-pooling indices (no skip concatenation), 13 + 13 conv layers. Input sides must be
-multiples of 32 (five poolings)."""
+encoder's max-pooling indices (no skip concatenation), 13 + 13 conv layers. Five poolings want
+sides that are multiples of 32: other inputs are zero-padded to that and the output cropped back,
+so SegNet takes the multiples of 16 that covseg's predictor gives every network."""
 from __future__ import annotations
 
 import torch
@@ -30,10 +31,12 @@ class SegNet(nn.Module):
         self.head = nn.Conv2d(VGG16[0][0], num_classes, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = F.pad(x, (0, -w % 32, 0, -h % 32))
         indices = []
         for stage in self.enc:
             x, idx = F.max_pool2d(stage(x), 2, 2, return_indices=True)
             indices.append(idx)
         for stage, idx in zip(self.dec, reversed(indices)):
             x = stage(unpool2x(x, idx))
-        return self.head(x)
+        return self.head(x)[..., :h, :w]

@@ -1,0 +1,103 @@
+"""The run cache of `covseg paper`: each training run and each score kept under its config's hash.
+
+A run lives in ROOT/<model>-<hash of its config>/ (the trainer's folder: metrics.jsonl, model.pt,
+plus model.json naming the architecture); a stopped run resumes from its checkpoint (last.pt,
+dropped once the run is finished) and a finished one is never trained again. Scores are cached
+in the run's folder under the hash of the test data, so rendering the tables afterwards costs
+no network time. With `execute` False nothing is trained or scored: what is missing comes back
+as None ("pending").
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from covseg.evaluate import evaluate_model
+from covseg.infer import LesionSegmenter
+from covseg.paper.perturb import perturbed_scores
+from covseg.train import train
+from covseg.train.config import DataConfig, TrainConfig
+from covseg.train.callbacks import CHECKPOINT, LOG, WEIGHTS
+
+EVAL_PRECISION = "fp32"  # every score in the reference arithmetic, whatever a run trained in
+
+
+def digest(values: object) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """What decides a run's result: its config less the display name and the thread count."""
+    values = cfg.to_dict()
+    for key in ("name", "threads"):
+        values.pop(key)
+    return digest(values)
+
+
+def _write_json(path: Path, record: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(path)
+
+
+class RunCache:
+    def __init__(self, root: str | Path, execute: bool = True, progress: bool = True):
+        self.root, self.execute, self.progress = Path(root), execute, progress
+
+    def folder(self, cfg: TrainConfig) -> Path:
+        return self.root / f"{cfg.model.replace('+', 'p')}-{config_hash(cfg)}"
+
+    def weights(self, cfg: TrainConfig) -> Path | None:
+        """The trained weights of `cfg`: trained (or resumed) here when missing and executing."""
+        out = self.folder(cfg)
+        path = out / WEIGHTS
+        if not path.is_file():
+            if not self.execute:
+                return None
+            cfg.name = out.name
+            train(cfg, out, resume=(out / CHECKPOINT).is_file(), progress=self.progress)
+        (out / CHECKPOINT).unlink(missing_ok=True)  # finished: Adam's moments triple the weights
+        if not path.with_suffix(".json").is_file():  # what load_model builds the network from
+            _write_json(path.with_suffix(".json"), {
+                "name": out.name, "model": cfg.model, "model_args": cfg.model_args,
+                "trained_on": asdict(cfg.data)})
+        return path
+
+    def log(self, cfg: TrainConfig) -> list[dict]:
+        """The run's metrics.jsonl records (empty before it has started)."""
+        path = self.folder(cfg) / LOG
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def _cached(self, cfg: TrainConfig, kind: str, key: object, compute) -> dict | None:
+        path = self.folder(cfg) / f"{kind}-{digest(key)}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        if not self.execute:
+            return None
+        weights = self.weights(cfg)
+        if weights is None:
+            return None
+        t0 = time.perf_counter()
+        record = compute(LesionSegmenter(weights, backend="torch", precision=EVAL_PRECISION))
+        record.update(test=key, seconds=round(time.perf_counter() - t0, 1))
+        _write_json(path, record)
+        return record
+
+    def scores(self, cfg: TrainConfig, test: DataConfig, limit: int | None = None) -> dict | None:
+        """Per-class figures of the run on `test`: per slice (mean) and pooled, covseg's evaluator."""
+        def compute(segmenter: LesionSegmenter) -> dict:
+            ev = evaluate_model(data=test, limit=limit, segmenter=segmenter)
+            return {"slices": len(ev.rows), "per_slice": ev.mean_per_slice(), "pooled": ev.pooled()}
+        return self._cached(cfg, "eval", {"data": asdict(test), "limit": limit}, compute)
+
+    def perturbed(self, cfg: TrainConfig, test: DataConfig, etas: list[float], draws: int,
+                  limit: int | None) -> dict | None:
+        """Table XI's scores of the run with its weights perturbed (covseg.paper.perturb)."""
+        key = {"data": asdict(test), "limit": limit, "etas": etas, "draws": draws}
+        return self._cached(cfg, "perturb", key, lambda seg: {
+            "etas": perturbed_scores(seg, test, etas, draws, limit)})

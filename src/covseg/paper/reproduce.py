@@ -1,0 +1,58 @@
+"""`covseg paper`: train and score what Tables IV and VII-XI need, then write docs/paper.md.
+
+Work runs table by table in the order that serves the most tables soonest (Table VIII's fold-4
+models are also Tables IX, X and XI's), and the page is rewritten after each, so a command
+stopped at any point leaves a page with what is done and "pending" for the rest.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from covseg.errors import InputError
+from covseg.io.outputs import batch_lock
+from covseg.paper import tables
+from covseg.paper.cache import RunCache
+from covseg.paper.page import build_page
+from covseg.paper.plan import DEFAULT_PLAN, TABLES, load_plan
+
+WORK = [("VIII", tables.collect_viii), ("IX", tables.collect_ix), ("XI", tables.collect_xi),
+        ("X", tables.collect_x), ("VII", tables.collect_vii),
+        ("VIII", lambda plan, cache: tables.collect_rotation(plan, cache, tables.collect_viii(plan, cache))),
+        ("thesis", tables.collect_thesis), ("IV", tables.collect_iv)]
+
+
+def reproduce(plan: str | Path = DEFAULT_PLAN, runs: str | Path = "runs/paper",
+              doc: str | Path = "docs/paper.md", only: list[str] | None = None,
+              budget: int | None = None, max_slices: int | None = None,
+              progress: bool = True) -> Path:
+    """Fill the tables `only` names (default: all) into `runs`, and write `doc` from the cache.
+
+    `budget` replaces the plan's steps per run (every network alike); `max_slices` cuts every
+    data set (smoke tests). Returns the page's path.
+    """
+    unknown = set(only or []) - set(TABLES)
+    if unknown:
+        raise InputError(f"unknown table(s) {', '.join(sorted(unknown))}; choose from {', '.join(TABLES)}")
+    the_plan = load_plan(plan, budget, max_slices)
+    root, doc = Path(runs), Path(doc)
+    root.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["covseg paper", *([f"--plan {plan}"] if Path(plan) != DEFAULT_PLAN else []),
+                        *([f"--budget {budget}"] if budget else []),
+                        *([f"--max-slices {max_slices}"] if max_slices else [])])
+    work, read = RunCache(root, execute=True, progress=progress), RunCache(root, execute=False)
+
+    def write() -> None:
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        tmp = doc.with_suffix(".tmp")
+        tmp.write_text(build_page(the_plan, read, command))
+        tmp.replace(doc)
+
+    with batch_lock(root):
+        tables.collect_step_times(the_plan, work)
+        write()
+        for table, step in WORK:
+            if only and table not in only:
+                continue
+            step(the_plan, work)
+            write()
+    return doc

@@ -1,0 +1,83 @@
+"""`covseg paper` end to end on a tiny plan (a few steps a table), its cache and its pieces."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from covseg.errors import InputError
+from covseg.paper import cache as cache_module
+from covseg.paper import reproduce
+from covseg.paper.perturb import perturb_
+from covseg.paper.plan import DEFAULT_PLAN, MA20_F4, load_plan, run_config, schedule
+from covseg.train import train
+
+TINY = {
+    "protocol": {"data": {"dataset": "ma20", "train_folds": [1, 2, 3], "test_folds": [4]},
+                 "loss": "ce_weighted", "optimizer": "adam", "lr": 0.001, "schedule": "step",
+                 "gamma": 0.1, "batch_size": 2, "crop": 32, "flips": True,
+                 "intensity_jitter": False, "precision": "fp32", "seed": 0},
+    "budget_steps": 3, "max_slices": 2,
+    "networks": ["anamnet", "enet", "lednet"], "table_vii": ["anamnet"],  # small: seconds a run
+    "rotation": {"always": ["anamnet"], "best_baselines": 1},
+    "thesis": ["mobilenetv2_unet"], "thesis_losses": ["dice"],
+    "perturbation": {"models": ["anamnet", "enet"], "etas": [-0.01, 0.0, 0.01], "draws": 2, "slices": 2},
+    "table_iv": {"size": 32, "latency": False},
+}
+HEADINGS = ["## Table IV", "## Table VII", "## Table VIII", "### The 3-fold rotation",
+            "## Table IX", "## Table X", "## Table XI", "## Thesis models", "## Claims we cannot check"]
+
+
+def test_tiny_plan_fills_every_table_and_never_repeats_a_run(data_dir, tmp_path, monkeypatch, cli):
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text(yaml.safe_dump(TINY))
+    runs, doc = tmp_path / "runs", tmp_path / "paper.md"
+    # a run stopped after one step is resumed from its checkpoint, not started over
+    first = run_config(load_plan(plan_path), "anamnet", MA20_F4)
+    folder = cache_module.RunCache(runs).folder(first)
+    train(first, folder, progress=False, max_steps=1)
+
+    reproduce(plan_path, runs, doc, progress=False)
+    page = doc.read_text()
+    for heading in HEADINGS:
+        assert heading in page, heading
+    assert "pending" not in page.lower()
+    assert page.count("**Agree**") + page.count("**Disagree**") >= 4  # VII, VIII, rotation, IX
+    assert "Cannot judge: Anam-Net and U-Net are both needed" in page  # XI without U-Net
+    assert "0.798" in page and "not transcribed" in page
+    steps = [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+    monkeypatch.setattr(cache_module, "train", no_training)
+    code, out, _ = cli("paper", "--plan", plan_path, "--runs", runs, "--doc", doc, "--only", "VIII", "XI")
+    assert code == 0 and "wrote" in out
+    assert doc.read_text().split("\n", 3)[3] == page.split("\n", 3)[3]  # same tables, cached
+
+
+def test_plan_and_budget(tmp_path):
+    plan = load_plan(DEFAULT_PLAN)
+    assert len(plan.networks) == 8 and plan.budget_steps % 3 == 0
+    assert schedule(1200) == {"epochs": 30, "steps_per_epoch": 40, "step_epochs": 10}
+    assert schedule(3) == {"epochs": 3, "steps_per_epoch": 1, "step_epochs": 1}
+    cfg = run_config(plan, "unet", MA20_F4)
+    assert cfg.epochs * cfg.steps_per_epoch == plan.budget_steps and cfg.loss == "ce_weighted"
+    with pytest.raises(InputError, match="multiple of 3"):
+        load_plan(DEFAULT_PLAN, budget=100)
+    with pytest.raises(InputError, match="unknown table"):
+        reproduce(DEFAULT_PLAN, tmp_path / "runs", tmp_path / "p.md", only=["XII"])
+
+
+def test_perturbation_is_one_sided_and_restorable():
+    model = torch.nn.Conv2d(1, 4, 3)
+    original = {n: p.detach().clone() for n, p in model.named_parameters()}
+    perturb_(model, original, -0.1, seed=0)
+    for name, p in model.named_parameters():
+        ratio = p.detach() / original[name]
+        assert bool(((ratio <= 1.0) & (ratio >= 0.9)).all()), name
+    perturb_(model, original, 0.0, seed=0)
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), original[name])
