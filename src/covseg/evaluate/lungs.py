@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from covseg.data.ma20 import load_ma20
+from covseg import metrics
 from covseg.metrics import Evaluation
 from covseg.lungs import extract_lungs
 
@@ -45,8 +46,8 @@ def evaluate_hu_lungs(data_root: str | Path | None = None) -> dict[str, float]:
     ref = np.transpose(seg[::-1, ::-1, :], (2, 1, 0))  # RAS file order -> covseg's (z, y, x) LPS
     ours = found[-ref.shape[0]:]
 
-    def dice(a: np.ndarray, b: np.ndarray) -> float:
-        return 2.0 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
+    def dice(a: np.ndarray, b: np.ndarray) -> float:  # of two masks, by the one metric code
+        return metrics.dice(a, b, True)
 
     return {"lungs": dice(ours > 0, np.isin(ref, LOBES)),
             "right": dice(ours == 1, np.isin(ref, (12, 13, 14))),
