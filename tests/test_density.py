@@ -13,6 +13,7 @@ import pytest
 from scipy import ndimage as ndi
 
 import covseg
+from covseg.demo.insert import insert, insertion_region
 from covseg.infer import LesionSegmenter
 from covseg.lungs import extract_lungs_hu
 
@@ -28,37 +29,15 @@ def base(real_ct, tmp_path_factory):
             "tmp": tmp_path_factory.mktemp("inserted")}
 
 
-def _ball(shape, centre, radius_mm, spacing) -> np.ndarray:
-    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, spacing))
-    return d2 < radius_mm ** 2
-
-
 def _insertion(base, where: str, shape: str, radius_mm: float) -> np.ndarray:
     """A region inside the lungs: deep in them, or on the chest wall where the right lung is
     thickest (a dependent, pleural-based consolidation), round or patchy."""
-    scan, lungs = base["scan"], base["lungs"]
-    depth = ndi.distance_transform_edt(lungs, sampling=scan.spacing)
-    if where == "deep":
-        candidates = np.argwhere(depth > radius_mm)
-        centre = candidates[len(candidates) // 2]
-    else:
-        z = int(np.argmax(lungs[:, :, : lungs.shape[2] // 2].sum(axis=(1, 2))))  # right lung: low x
-        plane = depth[z, :, : lungs.shape[2] // 2]
-        y, x = np.unravel_index(np.argmax(plane), plane.shape)
-        edge = np.nonzero(lungs[z, y, :x])[0].min()  # walk out to the lateral chest wall
-        centre = np.array([z, y, edge])
-    region = _ball(lungs.shape, centre, radius_mm, scan.spacing) & lungs
-    if shape == "patchy":  # blotches of ground glass: smoothed noise cut at its median
-        noise = ndi.gaussian_filter(np.random.default_rng(1).normal(size=lungs.shape), 1.2)
-        region &= noise > np.median(noise[region])
-    return region
+    return insertion_region(base["lungs"], base["scan"].spacing, where, shape, radius_mm)
 
 
 def _segment_with(base, region: np.ndarray, hu_value: float, tag: str):
     scan = base["scan"]
-    hu = scan.array.copy()
-    hu[region] = hu_value + np.random.default_rng(0).normal(0, 25, int(region.sum()))
+    hu = insert(scan.array, region, hu_value)
     data = np.transpose(hu, (2, 1, 0))[::-1, ::-1, :]  # covseg's LPS (z, y, x) -> the file's RAS
     path = base["tmp"] / f"{tag}.nii.gz"
     nib.save(nib.Nifti1Image(data.astype(np.int16), base["affine"]), path)
@@ -66,7 +45,7 @@ def _segment_with(base, region: np.ndarray, hu_value: float, tag: str):
 
 
 CASES = [("deep", "round", 8, -450), ("deep", "round", 12, -450), ("deep", "round", 12, -20),
-         ("deep", "patchy", 12, -450), ("pleura", "round", 12, -450)]
+         ("deep", "patchy", 12, -450), ("pleura", "round", 12, -450), ("pleura", "round", 12, -20)]
 
 
 @pytest.mark.parametrize("where, shape, radius_mm, hu_value", CASES)
@@ -126,3 +105,41 @@ def test_report_html_shows_the_density(cli, tmp_path):
     page = (tmp_path / "out" / "report.html").read_text()
     assert "Lung density" in page and "well aerated (-950..-700)" in page
     assert 'aria-label="lung HU histogram"' in page and "Mean lung density" in page
+
+
+def _gate_case(blob_touches: bool, vessel: bool = False):
+    """One 1 mm slice of lung (-850 HU) holding a hazy lesion the model called (-500 HU) and a
+    dense 6 mm-radius opacity (-20 HU) the model left normal, beside it or apart; optionally a
+    thin dense vessel (2 mm) touching the lesion."""
+    from covseg.labels import ABNORMAL, NORMAL
+
+    yy, xx = np.mgrid[:80, :80]
+    labels = np.full((1, 80, 80), NORMAL, np.uint8)
+    hu = np.full((1, 80, 80), -850.0)
+    rim = (yy - 40) ** 2 + (xx - 20) ** 2 < 6 ** 2
+    labels[0][rim], hu[0][rim] = ABNORMAL, -500.0
+    blob = (yy - 40) ** 2 + (xx - (30 if blob_touches else 60)) ** 2 < 6 ** 2
+    hu[0][blob & ~rim] = -20.0
+    if vessel:
+        hu[0, 10:34, 19:21] = 40.0
+    return labels, hu, blob & ~rim
+
+
+def test_dense_lung_joining_a_lesion_is_taken_in_and_dense_lung_alone_is_reported():
+    from covseg.infer.density import gate_by_density
+
+    labels, hu, blob = _gate_case(blob_touches=True)
+    gate = gate_by_density(labels, hu, (1.0, 1.0, 1.0))
+    assert (labels[0][blob] == 1).all() and gate.dense_taken_voxels == blob.sum()
+    labels, hu, blob = _gate_case(blob_touches=False)
+    gate = gate_by_density(labels, hu, (1.0, 1.0, 1.0))
+    assert (labels[0][blob] == 2).all() and gate.dense_taken_voxels == 0
+    assert gate.dense_missed_voxels > 0.5 * blob.sum()  # reported (the opening trims its edge)
+
+
+def test_a_thin_vessel_touching_a_lesion_is_not_taken_in():
+    from covseg.infer.density import gate_by_density
+
+    labels, hu, _ = _gate_case(blob_touches=False, vessel=True)
+    gate_by_density(labels, hu, (1.0, 1.0, 1.0))
+    assert (labels[0, 10:34, 19:21][hu[0, 10:34, 19:21] == 40.0] == 2).all()

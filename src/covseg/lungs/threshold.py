@@ -28,6 +28,7 @@ MIN_LUNG_SECTION_MM2 = 1000.0  # 10 cm^2: the smallest largest-section a lung ma
 BITE_MIN_MM = 3.5  # a pleural bite is thicker than the sliver a rib leaves (covseg.lungs: pleural_bites)
 BITE_MAX_SHARE = 0.3  # and at most this share of its lung slice
 BONE_HU = 200.0
+BRIDGE_MM = 10.0
 
 
 def _touching_border(mask: np.ndarray) -> np.ndarray:
@@ -232,6 +233,29 @@ def close_and_fill(side: np.ndarray, body: np.ndarray, radius_px: int,
     return out
 
 
+def bridge_slices(side: np.ndarray, hu: np.ndarray, body: np.ndarray, slice_mm: float,
+                  lateral: int) -> np.ndarray:
+    """Dense disease on the costal side that a slice's own rules cannot tell from the chest
+    wall, taken in where the same lung lies above and below it in the column.
+
+    A closing along z alone: a gap of at most BRIDGE_MM between lung above and lung below, in
+    the body, not bone and lateral of the lung slice's centre (`lateral` as in pleural_bites),
+    is lung. Medial gaps are left: the heart's rounded edge can have lung above and below it.
+    """
+    steps = int(BRIDGE_MM // slice_mm) + 1
+    if steps < 2 or side.shape[0] < 3:
+        return side
+    line = np.ones((steps + 1, 1, 1), dtype=bool)
+    padded = np.pad(side, ((steps, steps), (0, 0), (0, 0)))
+    gaps = ndi.binary_closing(padded, structure=line)[steps:-steps] & ~side & body & (hu < BONE_HU)
+    x = np.arange(side.shape[2])
+    for z in np.flatnonzero(gaps.any(axis=(1, 2))):
+        cols = np.nonzero(side[z])[1]
+        centre = cols.mean() if cols.size else np.inf * -lateral
+        gaps[z] &= ((x - centre) * lateral > 0)[None, :]
+    return side | gaps
+
+
 def extract_lungs_hu(hu: np.ndarray, spacing: tuple[float, float, float],
                      closing_mm: float = 10.0) -> np.ndarray:
     """(z, y, x) HU volume -> (z, y, x) uint8 labels: 0 none, 1 right lung, 2 left lung."""
@@ -247,5 +271,6 @@ def extract_lungs_hu(hu: np.ndarray, spacing: tuple[float, float, float],
     out = np.zeros(hu.shape, dtype=np.uint8)
     for label, lateral in ((RIGHT, -1), (LEFT, 1)):
         filled = close_and_fill(sides == label, body, radius, hu, lateral, spacing[2])
+        filled = bridge_slices(filled, hu, body, spacing[0], lateral)
         out[filled & (out == 0)] = label
     return out

@@ -148,12 +148,13 @@ class DensityInfo:
 
 @dataclass
 class DensityGateInfo:
-    """What the density gate removed and what dense lung it left uncalled (HU scans)."""
+    """What the density gate removed, the dense lung it took in and what it left uncalled."""
 
     rule: str
     removed_ml: float
     dense_not_called_abnormal_ml: float
     dense_rule: str
+    dense_taken_in_ml: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict) -> DensityGateInfo:
