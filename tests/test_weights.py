@@ -117,7 +117,7 @@ def cache_home(tmp_path, monkeypatch):
 
 
 def test_onnx_cache_is_private_and_in_the_user_cache(cache_home):
-    from covseg.export import cache
+    from covseg.infer import onnx_file as cache
 
     folder = cache.onnx_cache_dir()
     assert folder.is_relative_to(cache_home)
@@ -125,7 +125,7 @@ def test_onnx_cache_is_private_and_in_the_user_cache(cache_home):
 
 
 def test_cached_onnx_is_verified_before_use(cache_home, monkeypatch):
-    from covseg.export import cache
+    from covseg.infer import onnx_file as cache
 
     made = []
 

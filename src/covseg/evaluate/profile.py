@@ -64,7 +64,7 @@ def onnx_latency_ms(model: torch.nn.Module, size: int = 512, repeats: int = 3) -
 
     import numpy as np
 
-    from covseg.export.onnx import export_fp32
+    from covseg.infer.onnx_file import export_fp32
     from covseg.infer.backends import onnx_session
 
     with tempfile.TemporaryDirectory() as tmp:

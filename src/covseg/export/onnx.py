@@ -6,28 +6,13 @@ fold) with onnxruntime's static QDQ quantization, weights per channel.
 from __future__ import annotations
 
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from covseg.infer.onnx_file import INPUT, export_fp32
 from covseg.models.weights import load_model
 from covseg.io.writers import atomic_write, check_writable
-
-INPUT, OUTPUT = "image", "logits"
-OPSET = 17
-
-
-def export_fp32(model: torch.nn.Module, path: Path) -> None:
-    """fp32 ONNX with batch, height and width dynamic (TorchScript exporter: no onnxscript needed)."""
-    dynamic = {0: "batch", 2: "height", 3: "width"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (torch.zeros(1, 1, 128, 128),), str(path), dynamo=False,
-                          input_names=[INPUT], output_names=[OUTPUT], opset_version=OPSET,
-                          dynamic_axes={INPUT: dynamic, OUTPUT: dynamic})
-
 
 def calibration_batches(count: int = 64, folds: tuple[int, ...] = (1, 2, 3),
                         data_root: str | Path | None = None) -> list[np.ndarray]:

@@ -3,7 +3,7 @@
 `Backend` is all the rest of covseg sees: `backend(x)` maps (N, 1, H, W) float32 inputs to
 (N, C, H, W) logits, and `name`, `precision` and `file_sha256` say what ran. Engines:
 "torch" (PyTorch, fp32 or bf16 autocast), "onnx" (onnxruntime fp32, exported from the weights
-on first use through covseg.export.cache), "onnx-int8" (the shipped statically quantized
+on first use through covseg.infer.onnx_file), "onnx-int8" (the shipped statically quantized
 model). `Network` picks one ("auto": the shipped int8 model for the shipped weights, else
 PyTorch) and records the choice.
 """
@@ -83,7 +83,7 @@ def open_backend(model: torch.nn.Module, weights_sha256: str, backend: str, ship
             raise InputError("the int8 backend runs the shipped model only; export your "
                              "weights with `covseg export --int8` and run them with onnxruntime")
         return OnnxBackend(DEFAULT_INT8, backend, threads)
-    from covseg.export.cache import cached_onnx
+    from covseg.infer.onnx_file import cached_onnx
 
     return OnnxBackend(cached_onnx(model, weights_sha256), backend, threads)  # by the file's hash
 

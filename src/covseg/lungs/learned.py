@@ -22,6 +22,7 @@ from covseg.lungs.threshold import close_and_fill, largest_components, split_lef
 
 DEFAULT_LUNG_WEIGHTS = WEIGHTS_DIR / "lungs_ma20.pt"
 LUNG_MODEL_PX = 128
+LUNG_THRESHOLD = 0.5
 
 
 class LungModel:
@@ -55,7 +56,7 @@ class LungModel:
     def apply(self, stack: np.ndarray, intensity: Intensity | str) -> np.ndarray:
         """Slice by slice (the stack may hold unrelated pictures): largest parts, split in two,
         each lung's holes filled (vessels, dense lesions inside it belong to it)."""
-        lungs = self.probabilities(stack, intensity) > 0.5
+        lungs = self.probabilities(stack, intensity) > LUNG_THRESHOLD
         sides = np.zeros(stack.shape, dtype=np.uint8)
         everywhere = np.ones((1, *stack.shape[1:]), bool)
         for z in np.nonzero(lungs.any(axis=(1, 2)))[0]:

@@ -3,7 +3,7 @@
 A weights file is named by the hash of its own bytes, always: a sidecar's `sha256` field is only
 checked against it (a mismatch means the file was damaged or swapped), never trusted instead.
 Files are read with `weights_only=True`, so a weights file cannot run code, and must hold a
-state dict. (The ONNX exports made from weights have their own cache: covseg.export.cache.)
+state dict. (The ONNX exports made from weights have their own cache: covseg.infer.onnx_file.)
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The one cache of ONNX exports: fp32 models exported from weights files on first use.
+"""fp32 ONNX files of lesion networks, for the onnx backend: the export, and the one cache of
+them (exported from a weights file on first use).
 
 It lives in the user's cache folder (platformdirs, mode 0700), not a shared /tmp; each export is
 named by the hash of the weights file it came from and verified by its own recorded hash before
@@ -7,12 +8,25 @@ it is run, so a planted, damaged or half-written file is exported again, never t
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
 
-from covseg.export.onnx import export_fp32
 from covseg.models.weights import HEX64, sha256
+
+INPUT, OUTPUT = "image", "logits"
+OPSET = 17
+
+
+def export_fp32(model: torch.nn.Module, path: Path) -> None:
+    """fp32 ONNX with batch, height and width dynamic (TorchScript exporter: no onnxscript needed)."""
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.zeros(1, 1, 128, 128),), str(path), dynamo=False,
+                          input_names=[INPUT], output_names=[OUTPUT], opset_version=OPSET,
+                          dynamic_axes={INPUT: dynamic, OUTPUT: dynamic})
 
 
 def onnx_cache_dir() -> Path:
