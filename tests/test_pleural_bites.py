@@ -92,5 +92,8 @@ def test_a_costal_gap_between_lung_above_and_below_is_bridged_and_a_medial_one_i
     assert not out[medial_gap & side].any()
     vol[lateral_gap] = 700.0  # bone is never lung
     assert not bridge_slices(broken, vol, body, slice_mm=3.0, lateral=-1)[lateral_gap & side].any()
-    too_long = side & ~np.pad(lateral_gap[3:6], ((2, 4), (0, 0), (0, 0)), mode="edge")
-    assert bridge_slices(too_long, vol, body, 3.0, -1).sum() == too_long.sum()  # > BRIDGE_MM
+    vol[lateral_gap] = HU_CONSOLIDATION
+    long_gap = lateral_gap.copy()
+    long_gap[2] = long_gap[3]  # four 3 mm slices: 12 mm, more than BRIDGE_MM
+    too_long = side & ~long_gap
+    assert bridge_slices(too_long, vol, body, 3.0, -1).sum() == too_long.sum()

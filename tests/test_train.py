@@ -65,3 +65,35 @@ def test_config_files_parse_and_reject_typos(tmp_path):
     bad.write_text("name: x\nprecision: fp16\n")
     with pytest.raises(InputError, match="precision"):
         load_config(bad)
+
+
+def test_a_background_run_stops_at_a_checkpoint_on_kill_and_resumes(data_dir, tmp_path):
+    """`nohup covseg train ... &` from a script starts with SIGINT ignored; `kill` (SIGTERM)
+    must still stop it as Ctrl-C does: exit 130, a checkpoint kept, and --resume finishes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(dict(TINY, epochs=200)))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "covseg", "train", str(config), "-o", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "covseg: interrupted" in err and "Traceback" not in err
+    assert (run / "last.pt").is_file() and not (run / "model.pt").exists()
+    stopped = len(_log(run))
+    assert stopped < 200
+    config.write_text(yaml.safe_dump(dict(TINY, epochs=stopped + 1)))
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (run / "model.pt").is_file()

@@ -5,7 +5,9 @@ import argparse
 import functools
 import importlib.util
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -418,9 +420,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_signals() -> None:
+    """`kill -INT` and `kill` (SIGTERM) stop a run as Ctrl-C does: training checkpoints, partial
+    outputs are removed. A command started with `nohup ... &` from a script inherits SIGINT
+    ignored, so the handler is set here rather than left to Python's start-up."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        _stop_on_signals()
     try:
         return args.func(args)
     except CovsegError as exc:

@@ -5,8 +5,8 @@ on CT in HU a voxel stays abnormal only where its local density (a ~3 mm in-plan
 noise does not decide) is above GATE_HU, the upper edge of well-aerated lung (-950..-700 HU in
 Colombi et al., Radiology 2020). Pictures have no HU and are not gated.
 
-The other way round, dense lung the model did not call abnormal: voxels at non-aerated density
-(>= -100 HU) that survive an in-plane opening with a 3 mm radius (vessels are thinner;
+The other way round, dense lung the model did not call abnormal: regions at non-aerated density
+(>= -100 HU) that hold an in-plane disk of 3 mm radius somewhere (vessels are thinner;
 consolidation and effusion are not). Where such a region joins a lesion the model called, it is
 that lesion's consolidation (the model often calls only the hazy rim of a dense pleural-based
 opacity) and is taken in; on its own it is reported in mL with a warning, not taken in, as it
@@ -56,49 +56,66 @@ def _window_px(spacing_mm: float) -> int:
 def gate_by_density(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, float, float]
                     ) -> DensityGate:
     """Relabel, in place, abnormal voxels at aerated density as normal, then dense lung that
-    joins a lesion (in its slice or the next one up or down) as abnormal; count the rest."""
+    joins a lesion (in its slice or the next one up or down) as abnormal; count the rest.
+
+    Worked on the lungs' bounding box, grown by the mean's half window so every mean is the
+    full-slice one; slices without a dense region thick enough are skipped by a square test.
+    """
     size = _window_px(min(spacing[1:]))
     radius_px = DENSE_RADIUS_MM / min(spacing[1:])
-    planes = np.flatnonzero((labels > 0).any(axis=(1, 2)))
-    local = {z: ndi.uniform_filter(hu[z], size=size, mode="nearest") for z in planes}
-    removed = taken = missed = 0
-    for z in planes:
-        aerated = (labels[z] == ABNORMAL) & (local[z] <= GATE_HU)
-        removed += int(aerated.sum())
-        labels[z][aerated] = NORMAL
-    called = labels == ABNORMAL  # the gated calls, before any dense lung is joined to them
-    for z in planes:
-        normal = labels[z] == NORMAL
-        dense = normal & (local[z] >= DENSE_HU)
-        if dense.any():
-            near = called[max(z - 1, 0):z + 2].any(axis=0)
-            joined = _thick_and_joining(dense | (normal & (hu[z] >= DENSE_HU)), dense, near,
-                                        radius_px, reach=size // 2 + 1)
-            labels[z][joined] = ABNORMAL
-            taken += int(joined.sum())
-            missed += int((_open_plane(dense, radius_px) & ~joined).sum())
-    return DensityGate(removed, taken, missed)
+    box = _box(labels > 0, size // 2 + 1)
+    if box is None:
+        return DensityGate(0, 0, 0)
+    lab = labels[box]  # a view: relabelling it relabels `labels`
+    h = hu[box]
+    local = ndi.uniform_filter(h.astype(np.float32), size=(1, size, size), mode="nearest")
+    aerated = (lab == ABNORMAL) & (local <= GATE_HU)
+    lab[aerated] = NORMAL
+    called = lab == ABNORMAL  # the gated calls, before any dense lung is joined to them
+    normal = lab == NORMAL
+    dense = normal & (local >= DENSE_HU)
+    # a disk of radius r holds a square of half-side r / sqrt(2): no such square, no thick part
+    side = 2 * int(radius_px / np.sqrt(2)) + 1
+    holds = ndi.minimum_filter(dense, size=(1, side, side)).any(axis=(1, 2))
+    taken = missed = 0
+    for z in np.flatnonzero(holds):
+        near = called[max(z - 1, 0):z + 2].any(axis=0)
+        pieces = _thick_pieces(dense[z] | (normal[z] & (h[z] >= DENSE_HU)), dense[z], radius_px)
+        joined = _joining(pieces, near, reach=size // 2 + 1)
+        lab[z][joined] = ABNORMAL
+        taken += int(joined.sum())
+        missed += int(np.count_nonzero(pieces) - joined.sum())
+    return DensityGate(int(aerated.sum()), taken, missed)
 
 
-def _thick_and_joining(pieces: np.ndarray, core: np.ndarray, sick: np.ndarray, radius: float,
-                       reach: int) -> np.ndarray:
-    """The parts of `pieces` (8-connected) whose `core` holds a disk of `radius` somewhere and
-    that come within `reach` pixels of the abnormal calls (the local mean blurs the edge between
-    them). Taken whole, at the voxels' own density: a thin edge of a thick opacity is kept."""
+def _box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
+    """The bounding box of `mask`, grown in-plane by `margin` (within the array)."""
+    zs = np.flatnonzero(mask.any(axis=(1, 2)))
+    if zs.size == 0:
+        return None
+    ys, xs = np.nonzero(mask[zs[0]:zs[-1] + 1].any(axis=0))
+    h, w = mask.shape[1:]
+    return (slice(zs[0], zs[-1] + 1), slice(max(ys.min() - margin, 0), min(ys.max() + margin + 1, h)),
+            slice(max(xs.min() - margin, 0), min(xs.max() + margin + 1, w)))
+
+
+def _thick_pieces(pieces: np.ndarray, core: np.ndarray, radius: float) -> np.ndarray:
+    """(8-connected piece labels, 0 none) of the parts of `pieces` whose `core` holds a disk
+    of `radius` somewhere: whole, at the voxels' own density, so a thin edge of a thick opacity
+    is kept."""
     lab, n = ndi.label(pieces, np.ones((3, 3), bool))
     if n == 0:
-        return pieces
+        return lab
     thick = np.zeros(n + 1, bool)
     thick[np.unique(lab[ndi.distance_transform_edt(core) > radius])] = True
-    touching = np.zeros(n + 1, bool)
+    thick[0] = False
+    return np.where(thick[lab], lab, 0)
+
+
+def _joining(pieces: np.ndarray, sick: np.ndarray, reach: int) -> np.ndarray:
+    """The pieces that come within `reach` pixels of the abnormal calls (the local mean blurs
+    the edge between them)."""
+    if not pieces.any() or not sick.any():
+        return np.zeros(pieces.shape, bool)
     near = ndi.binary_dilation(sick, np.ones((3, 3), bool), iterations=reach)
-    touching[np.unique(lab[near & pieces])] = True
-    keep = thick & touching
-    keep[0] = False
-    return keep[lab]
-
-
-def _open_plane(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Opening with a disk by distance transforms: what a disk of `radius` fits inside."""
-    core = ndi.distance_transform_edt(mask) > radius
-    return (ndi.distance_transform_edt(~core) <= radius) & mask
+    return np.isin(pieces, np.unique(pieces[near & (pieces > 0)]))

@@ -242,17 +242,24 @@ def bridge_slices(side: np.ndarray, hu: np.ndarray, body: np.ndarray, slice_mm: 
     the body, not bone and lateral of the lung slice's centre (`lateral` as in pleural_bites),
     is lung. Medial gaps are left: the heart's rounded edge can have lung above and below it.
     """
-    steps = int(BRIDGE_MM // slice_mm) + 1
-    if steps < 2 or side.shape[0] < 3:
+    most = int(BRIDGE_MM // slice_mm)  # the longest gap bridged, in slices
+    zs = np.flatnonzero(side.any(axis=(1, 2)))
+    if most < 1 or len(zs) < 3:
         return side
-    line = np.ones((steps + 1, 1, 1), dtype=bool)
-    padded = np.pad(side, ((steps, steps), (0, 0), (0, 0)))
-    gaps = ndi.binary_closing(padded, structure=line)[steps:-steps] & ~side & body & (hu < BONE_HU)
+    ys, xs = np.nonzero(side[zs[0]:zs[-1] + 1].any(axis=0))
+    box = (slice(zs[0], zs[-1] + 1), slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    lung = side[box]
+    z = np.arange(lung.shape[0])[:, None, None]
+    far = lung.shape[0] + most + 2
+    below = np.maximum.accumulate(np.where(lung, z, -far), axis=0)  # the last lung at or below
+    above = np.minimum.accumulate(np.where(lung, z, far)[::-1], axis=0)[::-1]  # the next above
+    gaps = np.zeros_like(side)
+    gaps[box] = ~lung & (above - below - 1 <= most) & body[box] & (hu[box] < BONE_HU)
     x = np.arange(side.shape[2])
-    for z in np.flatnonzero(gaps.any(axis=(1, 2))):
-        cols = np.nonzero(side[z])[1]
+    for k in np.flatnonzero(gaps.any(axis=(1, 2))):
+        cols = np.nonzero(side[k])[1]
         centre = cols.mean() if cols.size else np.inf * -lateral
-        gaps[z] &= ((x - centre) * lateral > 0)[None, :]
+        gaps[k] &= ((x - centre) * lateral > 0)[None, :]
     return side | gaps
 
 
