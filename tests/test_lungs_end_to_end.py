@@ -2,10 +2,11 @@
 `covseg.segment` as a user would (docs/results.md, "Lungs"; full figures by benchmarks/end_to_end.py).
 
 16 slices evenly spaced through fold 4 (never trained on). Measured with the shipped models on
-them (2026-12-01): lung Dice 0.9614, reference lesion pixels inside 94.27 %, abnormal Dice
-0.584 upright, 0.552 turned a quarter (on all 381 slices the two
-differ by 0.003; 16 slices are noisier, hence 0.05 here); the floors sit a little under the
-measured values, so only a real loss trips them.
+them (2026-12-01, the lung model's maximum over four quarter turns, the lesion model's mean over
+four flips): lung Dice 0.9606, reference lesion pixels inside 95.72 %, abnormal Dice 0.594
+upright, 0.601 turned a quarter (on all 381 slices the two differ by 0.002; 16 slices are
+noisier, hence 0.05 here); the floors sit a little under the measured values, so only a real
+loss trips them.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def test_ma20_pictures_keep_their_lungs_and_lesions(data_dir, tmp_path):
     lung_dice = 2 * tp / (pred_lung + ref_lung)
     inside_pct = 100 * inside / ref_les
     assert lung_dice >= 0.95, lung_dice
-    assert inside_pct >= 92.0, inside_pct
+    assert inside_pct >= 94.0, inside_pct
     upright, turned = float(np.mean(dice[0])), float(np.mean(dice[1]))
     assert upright >= 0.5, upright
     print(f"lung Dice {lung_dice:.4f}, lesion inside {inside_pct:.2f} %, abnormal Dice upright "

@@ -105,3 +105,17 @@ def test_evaluate_takes_several_weights_as_one_ensemble(tmp_path, cli, data_dir)
     assert code == 0 and "abnormal" in single
     code, twice, _ = cli("evaluate", "--weights", w, w, "--model", "anamnet", "--limit", "3")
     assert code == 0 and twice == single  # the mean of one network twice is that network
+
+
+def test_flips_average_the_four_flips_so_a_mirrored_slice_gives_the_mirrored_logits(tmp_path):
+    seg, net = _segmenter(tmp_path)
+    batch = _images()
+    x = torch.from_numpy(batch)[:, None]
+    with torch.inference_mode():
+        views = [((), net(x))] + [(d, net(x.flip(d)).flip(d)) for d in ((-1,), (-2,), (-2, -1))]
+    expected = sum(v for _, v in views) / 4
+    np.testing.assert_allclose(seg.logits(batch, flips=True), expected.numpy(), atol=1e-5)
+    for axes in ((-1,), (-2,), (-2, -1)):  # mirrored, upside down, a half turn
+        turned = np.ascontiguousarray(np.flip(batch, axes))
+        np.testing.assert_allclose(seg.logits(turned, flips=True),
+                                   np.flip(seg.logits(batch, flips=True), axes), atol=1e-4)

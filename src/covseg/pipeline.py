@@ -204,9 +204,10 @@ def _given_lungs(scan: Scan, lung_mask: np.ndarray | str | Path) -> np.ndarray:
 
 
 def _find_lesions(scan: Scan, small: np.ndarray, small_lungs: np.ndarray,
-                  segmenter: LesionSegmenter, progress: bool,
+                  segmenter: LesionSegmenter, progress: bool, flips: bool,
                   on_slices: Callable[[int, int], None] = lambda done, total: None) -> np.ndarray:
-    """0/1/2 labels on the model's grid; slices without lungs are not run.
+    """0/1/2 labels on the model's grid; slices without lungs are not run. `flips`: the mean
+    over the four flips of each slice (LesionSegmenter.logits).
 
     The network's inputs are made and run a slab at a time, so they never exist for the whole
     volume at once.
@@ -218,7 +219,7 @@ def _find_lesions(scan: Scan, small: np.ndarray, small_lungs: np.ndarray,
     for k in range(0, has_lungs.size, LESION_SLAB):
         zs = has_lungs[k:k + LESION_SLAB]
         inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity) for z in zs])
-        labels[zs] = segmenter.predict(inputs, small_lungs[zs] > 0)
+        labels[zs] = segmenter.predict(inputs, small_lungs[zs] > 0, flips)
         bar.update(zs.size)
         on_slices(k + zs.size, has_lungs.size)
     bar.close()
@@ -288,7 +289,10 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     coverage = lung_coverage(frame.sides)
     watch.lap("framing_and_lungs")
     step(0.2, "lungs")
-    small_labels = _find_lesions(scan, frame.small, frame.small_sides, segmenter, progress,
+    # a picture carries no orientation: it may be mirrored, upside down or (turned upright by
+    # the framing) a quarter turn off, so its result is the mean over its four flips
+    flips = scan.geometry.kind == "plane"
+    small_labels = _find_lesions(scan, frame.small, frame.small_sides, segmenter, progress, flips,
                                  lambda done, total: step(0.2 + 0.6 * done / total, "lesions"))
     watch.lap("lesions")
     labels = frame.to_source(_full_resolution_labels(small_labels, frame.sides))
@@ -307,7 +311,8 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
         density=DensityInfo.from_dict(density) if density is not None else None,
         density_gate=DensityGateInfo.from_dict(gate.as_dict(voxel_ml)) if gate is not None else None,
         model=_model_info(segmenter),
-        preprocessing=Preprocessing(list(size), **framing.as_dict(), lungs=method),
+        preprocessing=Preprocessing(list(size), **framing.as_dict(), lungs=method,
+                                    views=4 if flips else 2 if segmenter.mirror else 1),
         qa=QA.from_dict(qa.as_dict()),
         coverage=Coverage.from_dict(coverage),
         warnings=qa.warnings() + chest_ct_warnings(scan) + _coverage_warnings(coverage)

@@ -86,20 +86,24 @@ class LesionSegmenter:
         self.batch_size = batch_size
         self.multiple = max(net.multiple for net in self.networks)  # the sides every net takes
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
+    def logits(self, batch: np.ndarray, flips: bool = False) -> np.ndarray:
         """(N, H, W) float32 inputs with H, W multiples of `multiple` -> (N, C, H, W) mean
-        logits."""
-        views = [np.ascontiguousarray(batch[:, None], dtype=np.float32)]
-        if self.mirror:
-            views.append(np.ascontiguousarray(views[0][..., ::-1]))
+        logits. `flips`: the mean over the slices as they are, mirrored, upside down and both
+        (a picture's result then does not depend on which of these it was given as)."""
+        x = np.ascontiguousarray(batch[:, None], dtype=np.float32)
+        if flips:
+            views = [(), (-1,), (-2,), (-2, -1)]
+        else:
+            views = [(), (-1,)] if self.mirror else [()]
         total = None
         for net in self.networks:
-            for k, x in enumerate(views):
-                out = net(x) if k == 0 else net(x)[..., ::-1]
+            for axes in views:
+                out = net(np.ascontiguousarray(np.flip(x, axes)) if axes else x)
+                out = np.flip(out, axes) if axes else out
                 total = out if total is None else total + out
         return total / (len(self.networks) * len(views))
 
-    def _box_logits(self, images: np.ndarray, lungs: np.ndarray
+    def _box_logits(self, images: np.ndarray, lungs: np.ndarray, flips: bool = False
                     ) -> Iterator[tuple[int, tuple[slice, slice], np.ndarray]]:
         """Yield (slice index, box, logits of the box) for every slice with lungs, batch by batch."""
         jobs = [(i, _bbox(lungs[i])) for i in range(len(images))]
@@ -115,11 +119,11 @@ class LesionSegmenter:
             for n, (i, (ys, xs)) in enumerate(group):
                 crop = images[i, ys, xs]
                 batch[n, :crop.shape[0], :crop.shape[1]] = crop
-            out = self.logits(batch)
+            out = self.logits(batch, flips)
             for n, (i, (ys, xs)) in enumerate(group):
                 yield i, (ys, xs), out[n, :, :ys.stop - ys.start, :xs.stop - xs.start]
 
-    def margins(self, images: np.ndarray, lungs: np.ndarray) -> np.ndarray:
+    def margins(self, images: np.ndarray, lungs: np.ndarray, flips: bool = False) -> np.ndarray:
         """(N, H, W) abnormal-minus-normal logits inside the lungs (-inf outside).
 
         The raw evidence the lung-restricted labels are cut from; `covseg tune` searches it.
@@ -127,23 +131,25 @@ class LesionSegmenter:
         images = np.asarray(images, dtype=np.float32)
         lungs = np.asarray(lungs) > 0
         out = np.full(images.shape, -np.inf, dtype=np.float32)
-        for i, (ys, xs), crop in self._box_logits(images, lungs):
+        for i, (ys, xs), crop in self._box_logits(images, lungs, flips):
             out[i, ys, xs] = np.where(lungs[i, ys, xs], crop[ABNORMAL] - crop[NORMAL], -np.inf)
         return out
 
-    def predict(self, images: np.ndarray, lungs: np.ndarray | None) -> np.ndarray:
+    def predict(self, images: np.ndarray, lungs: np.ndarray | None, flips: bool = False
+                ) -> np.ndarray:
         """(N, H, W) model inputs and lung masks -> (N, H, W) uint8 labels 0/1/2.
 
         Inside the lungs the label follows the post-processing rule (see `PostProcess`).
         `lungs` None (models trained without lung masking): whole slices are run and the
-        network also decides what is lung (full argmax, no post-processing).
+        network also decides what is lung (full argmax, no post-processing). `flips`: see
+        `logits`.
         """
         images = np.asarray(images, dtype=np.float32)
         if lungs is not None:
             lungs = np.asarray(lungs) > 0
-            return self.postprocess.labels(self.margins(images, lungs), lungs)
+            return self.postprocess.labels(self.margins(images, lungs, flips), lungs)
         labels = np.zeros(images.shape, dtype=np.uint8)
         everywhere = np.ones(images.shape, dtype=bool)
-        for i, (ys, xs), crop in self._box_logits(images, everywhere):
+        for i, (ys, xs), crop in self._box_logits(images, everywhere, flips):
             labels[i, ys, xs] = crop.argmax(axis=0)
         return labels

@@ -39,7 +39,14 @@ class LungModel:
         return cls()
 
     def probabilities(self, stack: np.ndarray, intensity: Intensity | str) -> np.ndarray:
-        """Lung probability per pixel, at the stack's own size."""
+        """Lung probability per pixel, at the stack's own size: the most a pixel is lung in any
+        of the four quarter turns of the input, since a picture may come in any of them.
+
+        The maximum, not the mean: a turned view that is unsure of a dense lesion at the wall
+        must not outvote one that sees lung there. Chosen on medseg100's training pictures:
+        reference lesion pixels inside the lungs 78.3 % with one view, 71.9 % with the mean of
+        four, 85.2 % with their maximum (docs/results.md, "Lungs").
+        """
         h, w = stack.shape[1:]
         side = max(h, w)
         enhanced = np.zeros((len(stack), side, side), np.float32)  # padded square: aspect kept
@@ -49,8 +56,13 @@ class LungModel:
         with torch.inference_mode():
             for k in range(0, len(small), self.batch_size):
                 x = torch.from_numpy(small[k:k + self.batch_size, None])
-                # lung = not background: a 2-class model (lung) or a 3-class one (abnormal, normal)
-                out.append(1.0 - torch.softmax(self.model(x), 1)[:, 0].numpy())
+                most = None
+                for turns in range(4):
+                    # lung = not background: a 2-class model (lung) or a 3-class one (abnormal, normal)
+                    lung = 1.0 - torch.softmax(self.model(torch.rot90(x, turns, dims=(2, 3))), 1)[:, 0]
+                    lung = torch.rot90(lung, -turns, dims=(1, 2))
+                    most = lung if most is None else torch.maximum(most, lung)
+                out.append(most.numpy())
         return resize_planes(np.concatenate(out), (side, side))[:, :h, :w]
 
     def apply(self, stack: np.ndarray, intensity: Intensity | str) -> np.ndarray:

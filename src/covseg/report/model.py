@@ -189,6 +189,7 @@ class Preprocessing:
     zoom_from: str
     lungs: str  # the method that ran (covseg.lungs.resolve_method), or "given" (a user mask)
     contract: str = "covseg.preprocess.contract.model_input"
+    views: int = 1  # slices averaged per slice: 4 flips for a picture, 2 with --mirror
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
