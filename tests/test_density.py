@@ -45,7 +45,8 @@ def _segment_with(base, region: np.ndarray, hu_value: float, tag: str):
 
 
 CASES = [("deep", "round", 8, -450), ("deep", "round", 12, -450), ("deep", "round", 12, -20),
-         ("deep", "patchy", 12, -450), ("pleura", "round", 12, -450), ("pleura", "round", 12, -20)]
+         ("deep", "patchy", 12, -450), ("pleura", "round", 12, -450), ("pleura", "round", 12, -20),
+         ("pleura", "round", 18, -450)]
 
 
 @pytest.mark.parametrize("where, shape, radius_mm, hu_value", CASES)
