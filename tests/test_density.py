@@ -29,12 +29,6 @@ def base(real_ct, tmp_path_factory):
             "tmp": tmp_path_factory.mktemp("inserted")}
 
 
-def _insertion(base, where: str, shape: str, radius_mm: float) -> np.ndarray:
-    """A region inside the lungs: deep in them, or on the chest wall where the right lung is
-    thickest (a dependent, pleural-based consolidation), round or patchy."""
-    return insertion_region(base["lungs"], base["scan"].spacing, where, shape, radius_mm)
-
-
 def _segment_with(base, region: np.ndarray, hu_value: float, tag: str):
     scan = base["scan"]
     hu = insert(scan.array, region, hu_value)
@@ -51,7 +45,7 @@ CASES = [("deep", "round", 8, -450), ("deep", "round", 12, -450), ("deep", "roun
 
 @pytest.mark.parametrize("where, shape, radius_mm, hu_value", CASES)
 def test_inserted_lesions_are_found_with_their_volume(base, where, shape, radius_mm, hu_value):
-    region = _insertion(base, where, shape, radius_mm)
+    region = insertion_region(base["lungs"], base["scan"].spacing, where, shape, radius_mm)
     voxel_ml = base["scan"].voxel_volume_ml
     truth_ml = region.sum() * voxel_ml
     assert truth_ml > 0.5

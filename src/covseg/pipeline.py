@@ -154,6 +154,7 @@ class Frame:
     sides: np.ndarray  # lung sides on `image`'s grid
     small: np.ndarray  # `image` on the model's grid
     small_sides: np.ndarray
+    oriented: bool  # the source says which way is up (a CT); False for a picture
 
     def to_source(self, a: np.ndarray) -> np.ndarray:
         """Undo the turn: a (z, y, x) map on `image`'s grid -> the source's grid."""
@@ -175,7 +176,7 @@ def _frame(scan: Scan, method: str, given: np.ndarray | None = None) -> Frame:
             small_sides = resize_planes(sides, small.shape[1:], labels=True)
         if not sides.any():
             raise _no_lungs_error(scan)
-        return Frame(framing, scan.array, sides, small, small_sides)
+        return Frame(framing, scan.array, sides, small, small_sides, oriented=True)
     found = extract_lungs(scan.array, scan.spacing, scan.intensity, method) if given is None \
         else given > 0
     if not found.any():
@@ -187,7 +188,7 @@ def _frame(scan: Scan, method: str, given: np.ndarray | None = None) -> Frame:
     framing = Framing(found_framing.zoom, turns, found_framing.basis)
     size = model_plane_size(image.shape[1:], framing.zoom)
     return Frame(framing, image, sides, resize_planes(np.ascontiguousarray(image), size),
-                 resize_planes(sides, size, labels=True))
+                 resize_planes(sides, size, labels=True), oriented=False)
 
 
 def _given_lungs(scan: Scan, lung_mask: np.ndarray | str | Path) -> np.ndarray:
@@ -291,7 +292,7 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     step(0.2, "lungs")
     # a picture carries no orientation: it may be mirrored, upside down or (turned upright by
     # the framing) a quarter turn off, so its result is the mean over its four flips
-    flips = scan.geometry.kind == "plane"
+    flips = not frame.oriented
     small_labels = _find_lesions(scan, frame.small, frame.small_sides, segmenter, progress, flips,
                                  lambda done, total: step(0.2 + 0.6 * done / total, "lesions"))
     watch.lap("lesions")
@@ -312,7 +313,7 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
         density_gate=DensityGateInfo.from_dict(gate.as_dict(voxel_ml)) if gate is not None else None,
         model=_model_info(segmenter),
         preprocessing=Preprocessing(list(size), **framing.as_dict(), lungs=method,
-                                    views=4 if flips else 2 if segmenter.mirror else 1),
+                                    views=len(segmenter.views(flips))),
         qa=QA.from_dict(qa.as_dict()),
         coverage=Coverage.from_dict(coverage),
         warnings=qa.warnings() + chest_ct_warnings(scan) + _coverage_warnings(coverage)

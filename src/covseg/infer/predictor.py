@@ -86,15 +86,19 @@ class LesionSegmenter:
         self.batch_size = batch_size
         self.multiple = max(net.multiple for net in self.networks)  # the sides every net takes
 
-    def logits(self, batch: np.ndarray, flips: bool = False) -> np.ndarray:
-        """(N, H, W) float32 inputs with H, W multiples of `multiple` -> (N, C, H, W) mean
-        logits. `flips`: the mean over the slices as they are, mirrored, upside down and both
-        (a picture's result then does not depend on which of these it was given as)."""
-        x = np.ascontiguousarray(batch[:, None], dtype=np.float32)
+    def views(self, flips: bool = False) -> list[tuple[int, ...]]:
+        """The axes each averaged view flips: with `flips`, the slices as they are, mirrored,
+        upside down and both (a picture's result then does not depend on which of these it was
+        given as); else as they are, and mirrored with `mirror`."""
         if flips:
-            views = [(), (-1,), (-2,), (-2, -1)]
-        else:
-            views = [(), (-1,)] if self.mirror else [()]
+            return [(), (-1,), (-2,), (-2, -1)]
+        return [(), (-1,)] if self.mirror else [()]
+
+    def logits(self, batch: np.ndarray, flips: bool = False) -> np.ndarray:
+        """(N, H, W) float32 inputs with H, W multiples of `multiple` -> (N, C, H, W) logits,
+        the mean over the networks and `views(flips)`."""
+        x = np.ascontiguousarray(batch[:, None], dtype=np.float32)
+        views = self.views(flips)
         total = None
         for net in self.networks:
             for axes in views:
