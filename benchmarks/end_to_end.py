@@ -154,8 +154,12 @@ def ma20_cases(limit: int | None):
 
 
 def medseg_cases(limit: int | None, split: str = "test"):
-    root = DATA / "medseg100" / split
+    """split: test | train | held_out (the 10 training pictures the lung model never saw)."""
+    root = DATA / "medseg100" / ("train" if split == "held_out" else split)
     names = sorted((root / "images").glob("*.jpg"), key=lambda p: int(p.stem))
+    if split == "held_out":
+        from covseg.data.medseg import lung_model_split
+        names = [names[i] for i in lung_model_split("held_out")]
     if limit:
         names = names[:limit]
     for p in names:
@@ -173,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference-lungs", action="store_true", help="give covseg the reference lungs")
     ap.add_argument("--own-intensity", action="store_true", help="ma20's own enhancement, not again")
     ap.add_argument("--weights", type=Path, help="lesion weights (default: the shipped model)")
-    ap.add_argument("--split", choices=["train", "test"], default="test",
-                    help="medseg100 split (train: for choosing, never the test figures)")
+    ap.add_argument("--split", choices=["train", "held_out", "test"], default="test",
+                    help="medseg100 split (train, held_out: for choosing, never the test figures)")
     ap.add_argument("--lung-weights", type=Path, help="a candidate lung model instead of the shipped")
     args = ap.parse_args(argv)
     if args.lung_weights:  # a candidate lung model, for choosing one: swapped in for this run

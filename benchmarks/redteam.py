@@ -1294,7 +1294,7 @@ def weights_no_sidecar(w: Path) -> Case:
 
 @kind("weights", "refuse", "the lung model's weights given as the lesion model")
 def weights_wrong_model(w: Path) -> Case:
-    src = WEIGHTS.with_name("lungs_ma20.pt")
+    src = WEIGHTS.with_name("lungs_ma20_medseg.pt")
     shutil.copyfile(src, w / "lungs.pt")
     shutil.copyfile(src.with_suffix(".json"), w / "lungs.json")
     return Case([str(MA20_SLICE)], ["--weights", str(w / "lungs.pt")])

@@ -91,7 +91,7 @@ def test_a_bad_sidecar_is_one_line(tmp_path, text):
 
 
 def test_architecture_mismatch_is_refused(tmp_path):
-    path = _copy_shipped(tmp_path, "lungs_ma20", sidecar=False)
+    path = _copy_shipped(tmp_path, "lungs_ma20_medseg", sidecar=False)
     with pytest.raises(InputError, match="do not fit the 'anamnet' model"):
         load_model(path, model="anamnet")
 

@@ -19,20 +19,40 @@ def num_classes(data) -> int:
 
 def training_arrays(data, slices: SliceSet, scale: float = 1.0
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Enhanced whole slices, lung masks and targets (lesion maps, or lung masks for the lung
-    model), zoomed in-plane by `scale`. The lung masking is left to the augmentation, so it
-    follows the lungs through every transform."""
+    """Enhanced whole slices, lung masks and label maps (0 / 1 abnormal / 2 normal lung), zoomed
+    in-plane by `scale`. The lung masking is left to the augmentation, so it follows the lungs
+    through every transform. The lung model's loss reads lung = label > 0 (and may weigh the
+    abnormal pixels: covseg.train.losses.LungTarget)."""
     from covseg.preprocess.contract import enhance
     from covseg.preprocess.resample import model_plane_size, resize_planes
 
     images = np.stack([enhance(im, slices.intensity) for im in slices.images])
     lungs = slices.lungs.astype(np.uint8)
-    labels = lungs if data.target == "lungs" else slices.labels
+    labels = slices.labels
     if scale != 1.0:
         size = model_plane_size(images.shape[1:], scale)
         images = resize_planes(images, size)
         lungs, labels = (resize_planes(a, size, labels=True) for a in (lungs, labels))
     return images, lungs, labels
+
+
+def training_data(data, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`training_arrays` of the training slices, with `data.extra` joined: its slices repeated so
+    that about `extra_share` of the samples drawn come from it (40 pictures beside 1,210 slices
+    would otherwise be 3 % of them)."""
+    arrays = training_arrays(data, load_training_set(data), scale)
+    if data.extra is None:
+        return arrays
+    if data.extra != "medseg100" or data.target != "lungs":
+        raise InputError("data.extra: only medseg100, for the lung model (target: lungs)")
+    if not 0.0 < data.extra_share < 1.0:
+        raise InputError(f"data.extra_share {data.extra_share}: give a share between 0 and 1")
+    from covseg.data.medseg import load_medseg100_lungs
+
+    extra = training_arrays(data, load_medseg100_lungs("train", data.root), scale)
+    n, m = len(arrays[0]), len(extra[0])
+    repeat = max(1, round(data.extra_share * n / ((1.0 - data.extra_share) * m)))
+    return tuple(np.concatenate([a, np.tile(b, (repeat, 1, 1))]) for a, b in zip(arrays, extra))
 
 
 def model_inputs(slices: SliceSet, data) -> np.ndarray:

@@ -17,8 +17,11 @@ from covseg.data.ma20 import SliceSet, labels_from_masks
 from covseg.data.root import require_dataset
 from covseg.intensity import Intensity
 from covseg.lungs import extract_lungs_display
+from covseg.lungs.threshold import close_and_fill, largest_components, split_left_right
 
 SCALE = 0.5
+LUNG_FRAME = 256  # lung-model pictures: longer side, padded square at the bottom-right as LungModel pads
+HELD_OUT_EVERY = 5  # every 5th training picture (10 of 50) is kept out of the lung model's training
 
 
 def _load_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -58,3 +61,56 @@ def load_medseg100(split: str = "test", data_root: str | Path | None = None,
         labels[i, :ih, :iw] = labels_from_masks(extracted | lesion, lesion)
     return SliceSet(images, lungs, labels, [f"medseg100/{split}/{p.stem}" for p in names],
                     Intensity.DISPLAY)
+
+
+def pseudo_lungs(image: np.ndarray, lesion: np.ndarray) -> np.ndarray:
+    """MedSeg gives no lung masks, so the lung model is taught lungs made of what is known: the
+    picture extractor's dark lungs without its small parts (trachea, bowel gas), joined with the
+    labelled lesions (inside the lungs by definition, and what the extractor misses at the
+    pleura), each lung closed and filled. Model-free, so a rerun gives the same labels."""
+    dark = largest_components(extract_lungs_display(image[None].astype(np.float32))[0] > 0)
+    sides = split_left_right((dark | lesion)[None])[0]
+    everywhere = np.ones((1, *image.shape), bool)
+    out = np.zeros(image.shape, bool)
+    for label in np.unique(sides[sides > 0]):
+        out |= close_and_fill((sides == label)[None], everywhere, 3)[0]
+    return out
+
+
+def lung_model_split(split: str) -> list[int]:
+    """Which of the 50 training pictures (sorted by number) a lung-model split holds:
+    'train' all but every HELD_OUT_EVERY-th, 'held_out' those (for choosing, never the test)."""
+    every = list(range(50))
+    if split == "train":
+        return [i for i in every if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1]
+    if split == "held_out":
+        return [i for i in every if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
+    raise ValueError(f"unknown lung-model split '{split}'")
+
+
+def load_medseg100_lungs(split: str = "train", data_root: str | Path | None = None) -> SliceSet:
+    """medseg100 training pictures for the lung model, as a user's upright picture reaches it:
+    enhanced at its own size, scaled so its longer side is LUNG_FRAME and padded to a square at
+    the bottom-right; lungs are `pseudo_lungs`, labels 0 / 1 abnormal / 2 normal lung."""
+    from covseg.preprocess.contract import enhance
+
+    root = require_dataset("medseg100", data_root) / "train"
+    names = sorted((root / "images").glob("*.jpg"), key=lambda p: int(p.stem))
+    chosen = [names[i] for i in lung_model_split(split)]
+    images = np.zeros((len(chosen), LUNG_FRAME, LUNG_FRAME), np.uint8)
+    lungs = np.zeros(images.shape, bool)
+    labels = np.zeros(images.shape, np.uint8)
+    for i, path in enumerate(chosen):
+        picture = np.rot90(np.asarray(Image.open(path).convert("L")), k=-1)
+        lesion = np.rot90(np.asarray(Image.open(root / "masks" / f"{path.stem}.png")), k=-1) > 0
+        lung = pseudo_lungs(picture, lesion)
+        h, w = picture.shape
+        size = (max(1, round(w * LUNG_FRAME / max(h, w))), max(1, round(h * LUNG_FRAME / max(h, w))))
+        enhanced = np.rint(enhance(picture, Intensity.DISPLAY) * 255).astype(np.uint8)
+        small = np.asarray(Image.fromarray(enhanced).resize(size, Image.BILINEAR))
+        fit = lambda m: np.asarray(Image.fromarray(m.astype(np.uint8)).resize(size, Image.NEAREST)) > 0  # noqa: E731
+        images[i, :size[1], :size[0]] = small
+        lungs[i, :size[1], :size[0]] = fit(lung)
+        labels[i, :size[1], :size[0]] = labels_from_masks(fit(lung), fit(lesion & lung))
+    return SliceSet(images, lungs, labels, [f"medseg100/train/{p.stem}" for p in chosen],
+                    Intensity.ENHANCED)

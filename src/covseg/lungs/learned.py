@@ -1,9 +1,12 @@
-"""covseg's learned lung model: a small U-Net trained on ma20's lung masks (configs/lungs_ma20.yaml).
+"""covseg's learned lung model: a small U-Net trained on ma20's lung masks and medseg100's
+lung-window training pictures (configs/lungs_ma20_medseg.yaml; docs/results.md, "Lungs").
 
 It works on any slice through the preprocessing contract (whole slice, min-max + CLAHE, padded to
 a square so the aspect is kept, at half the model scale: 128 pixels across), so it serves
 pictures, where HU thresholds cannot. It was trained across framings (whole slices to tight crops),
-quarter turns, mirrors and re-windowed pictures, so a picture needs no framing before it.
+quarter turns, mirrors and re-windowed pictures, so a picture needs no framing before it. The
+MedSeg pictures (pseudo lungs: their lesions joined to the dark lungs) teach it that dense
+disease at the pleura of a lung-window picture is lung.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from covseg.preprocess.resample import resize_planes
 from covseg.labels import LEFT, RIGHT
 from covseg.lungs.threshold import close_and_fill, largest_components, split_left_right
 
-DEFAULT_LUNG_WEIGHTS = WEIGHTS_DIR / "lungs_ma20.pt"
+DEFAULT_LUNG_WEIGHTS = WEIGHTS_DIR / "lungs_ma20_medseg.pt"
 LUNG_MODEL_PX = 128
 LUNG_THRESHOLD = 0.5
 

@@ -19,6 +19,9 @@ class DataConfig:
     test_source: str | None = None  # ma20 only: source of the test slices (default: `source`)
     mask_lungs: bool = True
     target: str = "lesions"  # lesions: 0/1 abnormal/2 normal lung | lungs: 0/1 lung (lung model)
+    # lung model only: medseg100's training pictures (pseudo lungs, 40 of 50) joined to the slices
+    extra: str | None = None  # None | medseg100
+    extra_share: float = 0.25  # share of the training samples drawn from `extra`
     max_slices: int | None = None  # evenly spaced subset, for quick runs
     # extracted lungs (medseg100, own data without lung masks): join reference lesions to test lungs
     oracle_test_lungs: bool = False
@@ -76,6 +79,7 @@ class TrainConfig:
     quarter_turns: bool = False  # random quarter turns (pictures come turned)
     reenhance: float = 0.0  # share of samples given the user-picture intensity (enhanced again)
     intensity_jitter: bool = True
+    lesion_weight: float = 0.0  # lung model: added cross-entropy on lesion pixels (they are lung)
     ema: float | None = None  # decay of an exponential moving average of the weights, shipped
     # BatchNorm normalises with its running statistics and leaves them as they are (fine-tuning
     # from `init` with small batches; DDP on CPU, where SyncBatchNorm cannot pool statistics)
@@ -101,6 +105,9 @@ class TrainConfig:
                              "and reenhance: 0")
         if self.patience is not None and not self.data.split.val:
             raise InputError("patience (early stopping) needs validation patients: set data.split.val")
+        if self.lesion_weight and self.data.target != "lungs":
+            raise InputError("lesion_weight weighs the lung model's lesion pixels: use it with "
+                             "data.target lungs")
         if self.patience is not None and self.data.target != "lesions":
             raise InputError("patience (early stopping) scores lesion Dice: use it with target lesions")
         return self

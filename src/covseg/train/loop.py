@@ -43,6 +43,7 @@ class Run:
     losses: list[float] = field(default_factory=list)  # this epoch's steps, for its record
     dices: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    lung_target: bool = False  # labels 0 / 1 abnormal / 2 normal, the model's class 1 is lung
 
     def elapsed(self) -> float:
         return self.elapsed_s + time.perf_counter() - self.started
@@ -92,8 +93,9 @@ def run_loop(run: Run, callbacks: list[Callback]) -> dict:
             run.opt.step()
             run.sched.step()
             run.step += 1
+            truth = (y > 0).long() if run.lung_target else y
             step_loss, step_dice = ddp.mean_over_ranks(
-                run.ctx, [float(loss.detach()), dice(logits.argmax(1).cpu().numpy(), y.cpu().numpy(), 1)])
+                run.ctx, [float(loss.detach()), dice(logits.argmax(1).cpu().numpy(), truth.cpu().numpy(), 1)])
             run.losses.append(step_loss)
             run.dices.append(step_dice)
             for cb in callbacks:

@@ -7,6 +7,7 @@ from monai.losses import DiceCELoss, DiceLoss
 from torch import nn
 
 from covseg.errors import InputError
+from covseg.labels import ABNORMAL
 
 LOSSES = ("ce", "ce_weighted", "dice", "dice_ce")
 
@@ -29,8 +30,32 @@ class _TargetAsChannel(nn.Module):
         return self.loss(logits, target.unsqueeze(1))
 
 
-def build_loss(name: str, labels: np.ndarray, num_classes: int) -> nn.Module:
-    """Loss module taking (logits N,C,H,W; labels N,H,W long)."""
+class LungTarget(nn.Module):
+    """The lung model's loss on 0 / 1 abnormal / 2 normal label maps: `loss` of lung (label > 0)
+    against not, plus `lesion_weight` times the cross-entropy over the abnormal pixels alone.
+    Those must be lung, and they are few and at the edge: a lung-vs-not loss lets a dense lesion
+    at the pleura go for a smoother border."""
+
+    def __init__(self, loss: nn.Module, lesion_weight: float = 0.0):
+        super().__init__()
+        self.loss, self.lesion_weight = loss, lesion_weight
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        lung = (labels > 0).long()
+        out = self.loss(logits, lung)
+        lesion = labels == ABNORMAL
+        if self.lesion_weight and bool(lesion.any()):
+            ce = nn.functional.cross_entropy(logits, lung, reduction="none")
+            out = out + self.lesion_weight * ce[lesion].mean()
+        return out
+
+
+def build_loss(name: str, labels: np.ndarray, num_classes: int, target: str = "lesions",
+               lesion_weight: float = 0.0) -> nn.Module:
+    """Loss module taking (logits N,C,H,W; labels N,H,W long); for the lung target, labels are
+    the 0 / 1 abnormal / 2 normal maps and the loss is `LungTarget`'s."""
+    if target == "lungs":
+        return LungTarget(build_loss(name, (labels > 0).astype(np.uint8), num_classes), lesion_weight)
     if name == "ce":
         return nn.CrossEntropyLoss()
     if name == "ce_weighted":

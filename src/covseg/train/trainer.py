@@ -20,8 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from covseg.data.augment import Augment
-from covseg.data.datasets import (load_training_set, load_validation_set, num_classes,
-                                  training_arrays)
+from covseg.data.datasets import load_validation_set, num_classes, training_data
 from covseg.errors import InputError, OutputExistsError
 from covseg.models import build_model
 from covseg.runtime import autocast, fastest_precision, resolve_precision, set_threads
@@ -117,10 +116,9 @@ def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool
     set_threads(ddp.threads_per_process(ctx, cfg.threads))
     torch.manual_seed(cfg.seed)
 
-    data = load_training_set(cfg.data)
-    images, lungs, labels = training_arrays(cfg.data, data, cfg.scale)
+    images, lungs, labels = training_data(cfg.data, cfg.scale)
     n_classes = num_classes(cfg.data)
-    steps_per_epoch = cfg.steps_per_epoch or max(1, len(data) // cfg.batch_size)
+    steps_per_epoch = cfg.steps_per_epoch or max(1, len(images) // cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
 
     model = build_model(cfg.model, num_classes=n_classes, **cfg.model_args)
@@ -130,7 +128,7 @@ def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(ctx.device, memory_format=torch.channels_last)
     opt = _optimizer(cfg, model)
-    loss_fn = build_loss(cfg.loss, labels, n_classes).to(ctx.device)
+    loss_fn = build_loss(cfg.loss, labels, n_classes, cfg.data.target, cfg.lesion_weight).to(ctx.device)
     mine = ddp.shard(ctx, cfg.batch_size)
     augment = Augment(crop=cfg.crop, flips=cfg.flips, zoom=tuple(cfg.zoom) if cfg.zoom else None,
                       rotate_deg=cfg.rotate_deg, quarter_turns=cfg.quarter_turns,
@@ -151,7 +149,8 @@ def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool
 
     run = Run(ctx, out, model, _wrap(ctx, model), opt, _scheduler(cfg, opt, steps_per_epoch),
               loss_fn, batch_at, ddp.share_weight(ctx, cfg.batch_size), "fp32", steps_per_epoch,
-              total_steps, min(total_steps, max_steps) if max_steps else total_steps)
+              total_steps, min(total_steps, max_steps) if max_steps else total_steps,
+              lung_target=cfg.data.target == "lungs")
     ema = Ema(model, cfg.ema) if cfg.ema is not None else None
     early = None
     if cfg.patience is not None:  # the validation patients are loaded and checked up front
