@@ -1,5 +1,6 @@
-"""The lung model's MedSeg pictures: pseudo lungs that hold the disease and not the airway, a
-held-out part kept out of training, and the join that gives them their share of the samples."""
+"""MedSeg's training pictures for the models: pseudo lungs that hold the disease and not the
+airway, a held-out part kept out of training, framing as each model sees a picture, and the join
+that gives them their share of the samples."""
 from __future__ import annotations
 
 import numpy as np
@@ -43,9 +44,20 @@ def test_held_out_pictures_are_never_trained_on():
     assert sorted(train + held) == list(range(50))
 
 
-def test_extra_set_is_for_the_lung_model_only():
-    with pytest.raises(InputError, match="lung model"):
-        training_data(DataConfig(target="lesions", extra="medseg100"))
+def test_only_medseg_can_join():
+    with pytest.raises(InputError, match="only medseg100"):
+        training_data(DataConfig(extra="ma20"))
+
+
+def test_lesion_pictures_are_framed_as_the_pipeline_frames_them(data_dir):
+    """For the lesion model a picture is zoomed so its lungs span what ma20's do (172 px)."""
+    from covseg.data.medseg import load_medseg100_pictures
+    from covseg.infer.framing import LUNG_WIDTH_PX
+
+    pictures = load_medseg100_pictures("held_out", "lesions", data_dir)
+    widths = [np.ptp(np.nonzero(p)[1]) + 1 for p in pictures.lungs]
+    assert abs(np.median(widths) - LUNG_WIDTH_PX) <= 3
+    assert ((pictures.labels == 1) <= pictures.lungs).all() and (pictures.labels == 1).any()
 
 
 def test_extra_set_gets_its_share(data_dir):

@@ -37,19 +37,21 @@ def training_arrays(data, slices: SliceSet, scale: float = 1.0
 
 
 def training_data(data, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`training_arrays` of the training slices, with `data.extra` joined: its slices repeated so
+    """`training_arrays` of the training slices, with `data.extra` joined (as pictures framed for
+    the model `data.target` trains): its slices repeated so
     that about `extra_share` of the samples drawn come from it (40 pictures beside 1,210 slices
     would otherwise be 3 % of them)."""
     arrays = training_arrays(data, load_training_set(data), scale)
     if data.extra is None:
         return arrays
-    if data.extra != "medseg100" or data.target != "lungs":
-        raise InputError("data.extra: only medseg100, for the lung model (target: lungs)")
+    if data.extra != "medseg100":
+        raise InputError(f"data.extra '{data.extra}': only medseg100 (its training pictures) can join")
     if not 0.0 < data.extra_share < 1.0:
         raise InputError(f"data.extra_share {data.extra_share}: give a share between 0 and 1")
-    from covseg.data.medseg import load_medseg100_lungs
+    from covseg.data.medseg import load_medseg100_pictures
 
-    extra = training_arrays(data, load_medseg100_lungs("train", data.root), scale)
+    pictures = load_medseg100_pictures("train", data.target, data.root)
+    extra = training_arrays(data, pictures, scale)
     n, m = len(arrays[0]), len(extra[0])
     repeat = max(1, round(data.extra_share * n / ((1.0 - data.extra_share) * m)))
     return tuple(np.concatenate([a, np.tile(b, (repeat, 1, 1))]) for a, b in zip(arrays, extra))

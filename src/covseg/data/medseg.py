@@ -88,10 +88,19 @@ def lung_model_split(split: str) -> list[int]:
     raise ValueError(f"unknown lung-model split '{split}'")
 
 
-def load_medseg100_lungs(split: str = "train", data_root: str | Path | None = None) -> SliceSet:
-    """medseg100 training pictures for the lung model, as a user's upright picture reaches it:
-    enhanced at its own size, scaled so its longer side is LUNG_FRAME and padded to a square at
-    the bottom-right; lungs are `pseudo_lungs`, labels 0 / 1 abnormal / 2 normal lung."""
+def load_medseg100_pictures(split: str = "train", target: str = "lungs",
+                            data_root: str | Path | None = None) -> SliceSet:
+    """medseg100 training pictures (`lung_model_split`) as a user's upright picture reaches a
+    model, in LUNG_FRAME-square canvases; lungs are `pseudo_lungs`, labels 0 / 1 abnormal /
+    2 normal lung.
+
+    target "lungs": as LungModel sees a picture, enhanced at its own size, its longer side
+    scaled to LUNG_FRAME, at the canvas' top-left. target "lesions": as the pipeline frames a
+    picture for the lesion model, zoomed so its lungs span what ma20's do
+    (covseg.infer.framing.from_lungs), then enhanced; a framed picture larger than the canvas
+    keeps its centre.
+    """
+    from covseg.infer.framing import from_lungs
     from covseg.preprocess.contract import enhance
 
     root = require_dataset("medseg100", data_root) / "train"
@@ -105,12 +114,25 @@ def load_medseg100_lungs(split: str = "train", data_root: str | Path | None = No
         lesion = np.rot90(np.asarray(Image.open(root / "masks" / f"{path.stem}.png")), k=-1) > 0
         lung = pseudo_lungs(picture, lesion)
         h, w = picture.shape
-        size = (max(1, round(w * LUNG_FRAME / max(h, w))), max(1, round(h * LUNG_FRAME / max(h, w))))
-        enhanced = np.rint(enhance(picture, Intensity.DISPLAY) * 255).astype(np.uint8)
-        small = np.asarray(Image.fromarray(enhanced).resize(size, Image.BILINEAR))
+        zoom = LUNG_FRAME / max(h, w) if target == "lungs" else from_lungs(lung[None]).zoom
+        size = (max(16, round(w * zoom)), max(16, round(h * zoom)))
         fit = lambda m: np.asarray(Image.fromarray(m.astype(np.uint8)).resize(size, Image.NEAREST)) > 0  # noqa: E731
-        images[i, :size[1], :size[0]] = small
-        lungs[i, :size[1], :size[0]] = fit(lung)
-        labels[i, :size[1], :size[0]] = labels_from_masks(fit(lung), fit(lesion & lung))
+        if target == "lungs":
+            enhanced = np.asarray(Image.fromarray(_as_uint8(enhance(picture, Intensity.DISPLAY)))
+                                  .resize(size, Image.BILINEAR))
+        else:
+            enhanced = _as_uint8(enhance(np.asarray(Image.fromarray(np.ascontiguousarray(picture))
+                                                    .resize(size, Image.BILINEAR)), Intensity.DISPLAY))
+        framed_lung, framed_lesion = fit(lung), fit(lesion & lung)
+        y0, x0 = (max(0, (n - LUNG_FRAME) // 2) for n in enhanced.shape)
+        view = (slice(y0, y0 + LUNG_FRAME), slice(x0, x0 + LUNG_FRAME))
+        fh, fw = enhanced[view].shape
+        images[i, :fh, :fw] = enhanced[view]
+        lungs[i, :fh, :fw] = framed_lung[view]
+        labels[i, :fh, :fw] = labels_from_masks(framed_lung[view], framed_lesion[view])
     return SliceSet(images, lungs, labels, [f"medseg100/train/{p.stem}" for p in chosen],
                     Intensity.ENHANCED)
+
+
+def _as_uint8(image01: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(image01, 0.0, 1.0) * 255).astype(np.uint8)

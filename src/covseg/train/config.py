@@ -19,7 +19,7 @@ class DataConfig:
     test_source: str | None = None  # ma20 only: source of the test slices (default: `source`)
     mask_lungs: bool = True
     target: str = "lesions"  # lesions: 0/1 abnormal/2 normal lung | lungs: 0/1 lung (lung model)
-    # lung model only: medseg100's training pictures (pseudo lungs, 40 of 50) joined to the slices
+    # medseg100's training pictures (pseudo lungs, 40 of 50) joined to the slices, framed for the target
     extra: str | None = None  # None | medseg100
     extra_share: float = 0.25  # share of the training samples drawn from `extra`
     max_slices: int | None = None  # evenly spaced subset, for quick runs
