@@ -1,6 +1,6 @@
 """Synthetic lesions of known volume in real_ct, through `covseg.segment` (issue 24, item 2).
 
-    python benchmarks/inserted_lesions.py
+    python benchmarks/inserted_lesions.py [--weights W]
 
 Each row is one copy of real_ct/example_ct.nii.gz with one insertion (covseg.demo.insert),
 written as NIfTI and segmented as a user's file would be. Found, lung and "changed elsewhere"
@@ -8,6 +8,7 @@ are computed here from the label maps, against the scan without insertions.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -28,11 +29,14 @@ CASES = [("deep", "round", r, hu) for r in (8, 12) for hu in (-450, -20)] \
     + [("pleura", "round", r, hu) for r in (8, 12, 18) for hu in (-450, -20)]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", type=Path, help="lesion weights (default: the shipped model)")
+    args = ap.parse_args(argv)
     src = DATA / "real_ct" / "example_ct.nii.gz"
     scan, affine = covseg.read_scan(src), nib.load(src).affine
     lungs = extract_lungs_hu(scan.array, scan.spacing) > 0
-    segmenter = LesionSegmenter()
+    segmenter = LesionSegmenter(args.weights)
     base = covseg.segment(scan, segmenter=segmenter, pictures=False)
     v = scan.voxel_volume_ml
     print("| where | shape | radius | HU | inserted mL | inside the lung mask | found as lesion "
