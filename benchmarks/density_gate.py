@@ -24,7 +24,7 @@ DATA = Path(os.environ.get("COVSEG_DATA_ROOT", Path(__file__).resolve().parents[
 
 
 def row(path: Path, segmenter: LesionSegmenter, gated: bool) -> str:
-    pipeline.gate_by_density = gate_by_density if gated else (lambda *_: DensityGate(0, 0, 0))
+    pipeline.gate_by_density = gate_by_density if gated else (lambda *_: DensityGate(0, 0, 0, 0))
     r = covseg.segment(path, segmenter=segmenter, pictures=False)
     hu, labels = r.scan.array, r.labels
     abnormal, normal = hu[labels == 1], hu[labels == 2]

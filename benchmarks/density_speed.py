@@ -22,7 +22,7 @@ import numpy as np
 import covseg.lungs.threshold as T
 import covseg.pipeline as P
 from covseg.infer.density import DensityGate
-P.gate_by_density = lambda labels, hu, spacing: DensityGate(0, 0, 0)
+P.gate_by_density = lambda labels, hu, spacing: DensityGate(0, 0, 0, 0)
 P.quantify_density = lambda *a, **k: None
 T.pleural_bites = lambda lung, hu, lateral, pixel_mm: np.zeros(lung.shape, bool)
 T.bridge_slices = lambda side, *a, **k: side

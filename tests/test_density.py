@@ -38,18 +38,24 @@ def _segment_with(base, region: np.ndarray, hu_value: float, tag: str):
     return covseg.segment(path, segmenter=base["seg"], pictures=False)
 
 
-CASES = [("deep", "round", 8, -450), ("deep", "round", 12, -450), ("deep", "round", 12, -20),
-         ("deep", "patchy", 12, -450), ("pleura", "round", 12, -450), ("pleura", "round", 12, -20),
-         ("pleura", "round", 18, -450)]
+# (where, shape, radius mm, HU, away from the scan's end): the rows of docs/results.md that pass
+CASES = [("deep", "round", 8, -450, False), ("deep", "round", 12, -450, False),
+         ("deep", "round", 12, -20, False), ("deep", "patchy", 12, -450, False),
+         ("pleura", "round", 8, -450, False), ("pleura", "round", 12, -450, False),
+         ("pleura", "round", 12, -20, False), ("pleura", "round", 18, -450, False),
+         ("pleura", "round", 8, -450, True), ("pleura", "round", 12, -450, True),
+         ("pleura", "round", 18, -450, True)]
 
 
-@pytest.mark.parametrize("where, shape, radius_mm, hu_value", CASES)
-def test_inserted_lesions_are_found_with_their_volume(base, where, shape, radius_mm, hu_value):
-    region = insertion_region(base["lungs"], base["scan"].spacing, where, shape, radius_mm)
+@pytest.mark.parametrize("where, shape, radius_mm, hu_value, inside_scan", CASES)
+def test_inserted_lesions_are_found_with_their_volume(base, where, shape, radius_mm, hu_value,
+                                                      inside_scan):
+    region = insertion_region(base["lungs"], base["scan"].spacing, where, shape, radius_mm,
+                              inside_scan)
     voxel_ml = base["scan"].voxel_volume_ml
     truth_ml = region.sum() * voxel_ml
     assert truth_ml > 0.5
-    result = _segment_with(base, region, hu_value, f"{where}_{shape}_{radius_mm}_{hu_value}")
+    result = _segment_with(base, region, hu_value, f"{where}_{shape}_{radius_mm}_{hu_value}_{inside_scan}")
     before = base["result"]
     found = (result.labels == 1) & region
     found_ml = found.sum() * voxel_ml
@@ -133,8 +139,31 @@ def test_dense_lung_joining_a_lesion_is_taken_in_and_dense_lung_alone_is_reporte
 
 
 def test_a_thin_vessel_touching_a_lesion_is_not_taken_in():
+    """Only the vessel's one voxel that touches the lesion is taken (the lesion's edge rule)."""
     from covseg.infer.density import gate_by_density
 
     labels, hu, _ = _gate_case(blob_touches=False, vessel=True)
     gate_by_density(labels, hu, (1.0, 1.0, 1.0))
-    assert (labels[0, 10:34, 19:21][hu[0, 10:34, 19:21] == 40.0] == 2).all()
+    assert (labels[0, 10:33, 19:21] == 2).all()
+
+
+def test_a_lesion_edge_is_taken_in_where_it_is_dense_and_not_where_it_is_aerated():
+    """A called lesion with a one-voxel ring the model called normal: taken in above EDGE_HU,
+    left normal in aerated lung and in the haze between (-600 HU); nothing beyond the ring."""
+    from covseg.infer.density import EDGE_HU, gate_by_density
+    from covseg.labels import ABNORMAL, NORMAL
+
+    zz, yy, xx = np.mgrid[:7, :40, :40]
+    core = (zz - 3) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2 <= 4
+    cube = np.ones((3, 3, 3), bool)
+    ring = ndi.binary_dilation(core, cube) & ~core
+    shell = ndi.binary_dilation(core | ring, cube) & ~(core | ring)
+    for ring_hu, taken in ((EDGE_HU + 60, True), (-600.0, False), (-850.0, False)):
+        labels = np.full(core.shape, NORMAL, np.uint8)
+        labels[core] = ABNORMAL
+        hu = np.full(core.shape, -850.0)
+        hu[core], hu[ring], hu[shell] = -450.0, ring_hu, EDGE_HU + 60  # the shell: dense, not touching
+        gate = gate_by_density(labels, hu, (3.0, 3.0, 3.0))
+        assert (labels[ring] == (ABNORMAL if taken else NORMAL)).all()
+        assert gate.edge_taken_voxels == (int(ring.sum()) if taken else 0)
+        assert (labels[shell] == NORMAL).all()

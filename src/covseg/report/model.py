@@ -148,13 +148,16 @@ class DensityInfo:
 
 @dataclass
 class DensityGateInfo:
-    """What the density gate removed, the dense lung it took in and what it left uncalled."""
+    """What the density gate removed, the dense lung and lesion edges it took in and what it left
+    uncalled."""
 
     rule: str
     removed_ml: float
     dense_not_called_abnormal_ml: float
     dense_rule: str
     dense_taken_in_ml: float = 0.0
+    edge_taken_in_ml: float = 0.0
+    edge_rule: str = ""
 
     @classmethod
     def from_dict(cls, data: dict) -> DensityGateInfo:
