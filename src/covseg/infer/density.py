@@ -114,8 +114,10 @@ def _edge(lab: np.ndarray, h: np.ndarray) -> np.ndarray:
     if box is None:
         return edge
     box = (slice(max(box[0].start - 1, 0), box[0].stop + 1), *box[1:])  # and a slice up and down
-    near = ndi.binary_dilation(sick[box], np.ones((3, 3, 3), bool))
-    edge[box] = near & (lab[box] == NORMAL) & (h[box] > EDGE_HU)
+    near = sick[box].view(np.uint8)
+    for axis in range(3):  # a 3x3x3 dilation, as three one-voxel maxima (separable: faster)
+        near = ndi.maximum_filter1d(near, 3, axis=axis)
+    edge[box] = near.view(bool) & (lab[box] == NORMAL) & (h[box] > EDGE_HU)
     return edge
 
 
