@@ -16,7 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 import covseg
@@ -58,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                 q = result.quantification
                 print(json.dumps({"weights": str(weights or "shipped"), "input": name,
                                   "abnormal_pixels": int((result.labels == 1).sum()),
-                                  "lesion_ml": q.lesion_ml, "involvement_pct": round(q.involvement_percent, 3),
+                                  "lesion_ml": q.lesion_ml,
+                                  "involvement_pct": round(q.involvement_percent, 3),
                                   "grade": q.severity.grade}), flush=True)
     return 0
 

@@ -44,9 +44,12 @@ def test_held_out_pictures_are_never_trained_on():
     assert sorted(train + held) == list(range(50))
 
 
-def test_only_medseg_can_join():
+def test_only_medseg_can_join_at_a_share_below_one():
+    """Checked when the config is read, before any data is loaded."""
     with pytest.raises(InputError, match="only medseg100"):
-        training_data(DataConfig(extra="ma20"))
+        DataConfig(extra="ma20")
+    with pytest.raises(InputError, match="extra_share"):
+        DataConfig(extra="medseg100", extra_share=1.0)
 
 
 def test_lesion_pictures_are_framed_as_the_pipeline_frames_them(data_dir):

@@ -44,10 +44,6 @@ def training_data(data, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.
     arrays = training_arrays(data, load_training_set(data), scale)
     if data.extra is None:
         return arrays
-    if data.extra != "medseg100":
-        raise InputError(f"data.extra '{data.extra}': only medseg100 (its training pictures) can join")
-    if not 0.0 < data.extra_share < 1.0:
-        raise InputError(f"data.extra_share {data.extra_share}: give a share between 0 and 1")
     from covseg.data.medseg import load_medseg100_pictures
 
     pictures = load_medseg100_pictures("train", data.target, data.root)

@@ -116,14 +116,13 @@ def load_medseg100_pictures(split: str = "train", target: str = "lungs",
         h, w = picture.shape
         zoom = LUNG_FRAME / max(h, w) if target == "lungs" else from_lungs(lung[None]).zoom
         size = (max(16, round(w * zoom)), max(16, round(h * zoom)))
-        fit = lambda m: np.asarray(Image.fromarray(m.astype(np.uint8)).resize(size, Image.NEAREST)) > 0  # noqa: E731
         if target == "lungs":
             enhanced = np.asarray(Image.fromarray(_as_uint8(enhance(picture, Intensity.DISPLAY)))
                                   .resize(size, Image.BILINEAR))
         else:
             enhanced = _as_uint8(enhance(np.asarray(Image.fromarray(np.ascontiguousarray(picture))
                                                     .resize(size, Image.BILINEAR)), Intensity.DISPLAY))
-        framed_lung, framed_lesion = fit(lung), fit(lesion & lung)
+        framed_lung, framed_lesion = (_fit(m, size) for m in (lung, lesion & lung))
         y0, x0 = (max(0, (n - LUNG_FRAME) // 2) for n in enhanced.shape)
         view = (slice(y0, y0 + LUNG_FRAME), slice(x0, x0 + LUNG_FRAME))
         fh, fw = enhanced[view].shape
@@ -132,6 +131,11 @@ def load_medseg100_pictures(split: str = "train", target: str = "lungs",
         labels[i, :fh, :fw] = labels_from_masks(framed_lung[view], framed_lesion[view])
     return SliceSet(images, lungs, labels, [f"medseg100/train/{p.stem}" for p in chosen],
                     Intensity.ENHANCED)
+
+
+def _fit(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A boolean mask resized (nearest) to `size` (width, height)."""
+    return np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(size, Image.NEAREST)) > 0
 
 
 def _as_uint8(image01: np.ndarray) -> np.ndarray:

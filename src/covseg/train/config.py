@@ -51,6 +51,10 @@ class DataConfig:
                 raise InputError(f"data.{name}: '{getattr(self, name)}' is not one of {', '.join(allowed)}")
         if self.dataset in LAYOUTS:
             resolve_layout(self.dataset, self.preset, self.layout)  # typos fail at load
+        if self.extra not in (None, "medseg100"):
+            raise InputError(f"data.extra '{self.extra}': only medseg100 (its training pictures) can join")
+        if not 0.0 < self.extra_share < 1.0:
+            raise InputError(f"data.extra_share {self.extra_share}: give a share between 0 and 1")
 
 
 @dataclass
