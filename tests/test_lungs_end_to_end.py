@@ -5,8 +5,8 @@
 them (2026-12-01, the lung model with MedSeg's training pictures, its mean over four quarter
 turns, the lesion model's mean over four flips): lung Dice 0.9655, reference lesion pixels inside
 92.67 %, abnormal Dice 0.559 upright, 0.559 turned a quarter (on all 381 slices the two differ
-by 0.002; 16 slices are noisier, hence 0.05 here); the floors sit a little under the measured values, so only a real
-loss trips them.
+by 0.002; 16 slices are noisier, hence 0.05 here); the floors sit a little under the measured
+values, so only a real loss trips them.
 """
 from __future__ import annotations
 
