@@ -105,9 +105,9 @@ def gate_by_density(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, fl
 
 
 def _edge(lab: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Lung voxels called normal that touch a lesion (26-connected) and are denser than aerated
-    lung: the lesion's own edge, which the model's coarser grid rounds off when its labels
-    return to the scan's voxels."""
+    """Lung voxels called normal that touch a lesion (26-connected) and are above EDGE_HU: the
+    lesion's own edge, which the model's coarser grid rounds off when its labels return to the
+    scan's voxels."""
     sick = lab == ABNORMAL
     edge = np.zeros(lab.shape, bool)
     box = _box(sick, 1)

@@ -18,7 +18,8 @@ class DataConfig:
     source: str | None = None  # ma20 only: coronacases | radiopaedia (training slices)
     test_source: str | None = None  # ma20 only: source of the test slices (default: `source`)
     mask_lungs: bool = True
-    target: str = "lesions"  # lesions: 0/1 abnormal/2 normal lung | lungs: 0/1 lung (lung model)
+    target: str = "lesions"  # lesions: 3 classes | lungs: lung vs not (the lung model; its loss
+    # reads lung = label > 0 of the same 0 / 1 abnormal / 2 normal maps)
     # medseg100's training pictures (pseudo lungs, 40 of 50) joined to the slices, framed for the target
     extra: str | None = None  # None | medseg100
     extra_share: float = 0.25  # share of the training samples drawn from `extra`
