@@ -58,6 +58,20 @@ def test_tiny_plan_fills_every_table_and_never_repeats_a_run(data_dir, tmp_path,
     assert doc.read_text().split("\n", 3)[3] == page.split("\n", 3)[3]  # same tables, cached
 
 
+def test_run_keys_hold_only_changed_settings():
+    """A setting added later with a default that keeps the old behaviour must not re-key (and so
+    retrain) every cached run: the key is pinned for a fixed config."""
+    from covseg.train.config import DataConfig, TrainConfig
+
+    cfg = TrainConfig(model="unet", data=DataConfig(test_folds=[1]))
+    assert cache_module.changed(cfg) == {"model": "unet", "data": {"test_folds": [1]}}
+    assert cache_module.changed(TrainConfig(name="x", lr=5e-4)) == {"name": "x"}
+    assert cache_module.config_hash(cfg) == "db22cf310e94"
+    assert cache_module.config_hash(TrainConfig(model="unet", name="other", threads=2,
+                                                data=DataConfig(test_folds=[1]))) == "db22cf310e94"
+    assert cache_module.config_hash(TrainConfig(model="unet", lr=1e-3)) != "db22cf310e94"
+
+
 def test_plan_and_budget(tmp_path):
     plan = load_plan(DEFAULT_PLAN)
     assert len(plan.networks) == 8 and plan.budget_steps % 3 == 0

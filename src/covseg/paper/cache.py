@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 
 from covseg.evaluate import evaluate_model
@@ -29,11 +29,30 @@ def digest(values: object) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def changed(obj: object) -> dict:
+    """The fields of a config dataclass that differ from their defaults (nested ones likewise).
+
+    Keys are built from these alone, so a new setting added with a default that keeps the old
+    behaviour leaves every cached run and score where it is.
+    """
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            if sub := changed(value):
+                out[f.name] = sub
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()
+        if value != default:
+            out[f.name] = value
+    return out
+
+
 def config_hash(cfg: TrainConfig) -> str:
-    """What decides a run's result: its config less the display name and the thread count."""
-    values = cfg.to_dict()
+    """What decides a run's result: its changed settings less the display name and thread count."""
+    values = changed(cfg)
     for key in ("name", "threads"):
-        values.pop(key)
+        values.pop(key, None)
     return digest(values)
 
 
@@ -93,11 +112,11 @@ class RunCache:
         def compute(segmenter: LesionSegmenter) -> dict:
             ev = evaluate_model(data=test, limit=limit, segmenter=segmenter)
             return {"slices": len(ev.rows), "per_slice": ev.mean_per_slice(), "pooled": ev.pooled()}
-        return self._cached(cfg, "eval", {"data": asdict(test), "limit": limit}, compute)
+        return self._cached(cfg, "eval", {"data": changed(test), "limit": limit}, compute)
 
     def perturbed(self, cfg: TrainConfig, test: DataConfig, etas: list[float], draws: int,
                   limit: int | None) -> dict | None:
         """Table XI's scores of the run with its weights perturbed (covseg.paper.perturb)."""
-        key = {"data": asdict(test), "limit": limit, "etas": etas, "draws": draws}
+        key = {"data": changed(test), "limit": limit, "etas": etas, "draws": draws}
         return self._cached(cfg, "perturb", key, lambda seg: {
             "etas": perturbed_scores(seg, test, etas, draws, limit)})
