@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -82,7 +83,8 @@ def gate_by_density(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, fl
         return DensityGate(0, 0, 0, 0)
     lab = labels[box]  # a view: relabelling it relabels `labels`
     h = hu[box]
-    local = ndi.uniform_filter(h.astype(np.float32), size=(1, size, size), mode="nearest")
+    local = _per_slice(h.astype(np.float32, copy=False), cv2.blur, (size, size),
+                       borderType=cv2.BORDER_REPLICATE)
     aerated = (lab == ABNORMAL) & (local <= GATE_HU)
     lab[aerated] = NORMAL
     called = lab == ABNORMAL  # the gated calls, before any dense lung is joined to them
@@ -90,7 +92,8 @@ def gate_by_density(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, fl
     dense = normal & (local >= DENSE_HU)
     # a disk of radius r holds a square of half-side r / sqrt(2): no such square, no thick part
     side = 2 * int(radius_px / np.sqrt(2)) + 1
-    holds = ndi.minimum_filter(dense, size=(1, side, side)).any(axis=(1, 2))
+    square = np.ones((side, side), np.uint8)
+    holds = _per_slice(dense.view(np.uint8), cv2.erode, square).any(axis=(1, 2))
     taken = missed = 0
     for z in np.flatnonzero(holds):
         near = called[max(z - 1, 0):z + 2].any(axis=0)
@@ -99,26 +102,36 @@ def gate_by_density(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, fl
         lab[z][joined] = ABNORMAL
         taken += int(joined.sum())
         missed += int(np.count_nonzero(pieces) - joined.sum())
-    edge = _edge(lab, h)
-    lab[edge] = ABNORMAL
-    return DensityGate(int(aerated.sum()), taken, missed, int(edge.sum()))
+    return DensityGate(int(aerated.sum()), taken, missed, _take_edge(lab, h))
 
 
-def _edge(lab: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Lung voxels called normal that touch a lesion (26-connected) and are above EDGE_HU: the
-    lesion's own edge, which the model's coarser grid rounds off when its labels return to the
-    scan's voxels."""
+def _per_slice(volume: np.ndarray, op, *args, **kwargs) -> np.ndarray:
+    """An OpenCV 2-D filter applied slice by slice (several times faster than SciPy's n-D ones
+    with a size-1 axis; the same values: erosion ignores the border as SciPy's reflection does,
+    BORDER_REPLICATE is SciPy's `nearest`)."""
+    out = np.empty_like(volume)
+    for z in range(volume.shape[0]):
+        op(volume[z], *args, dst=out[z], **kwargs)
+    return out
+
+
+def _take_edge(lab: np.ndarray, h: np.ndarray) -> int:
+    """Relabel as abnormal, in place, lung voxels called normal that touch a lesion
+    (26-connected) and are above EDGE_HU: the lesion's own edge, which the model's coarser
+    grid rounds off when its labels return to the scan's voxels. Returns how many."""
     sick = lab == ABNORMAL
-    edge = np.zeros(lab.shape, bool)
     box = _box(sick, 1)
     if box is None:
-        return edge
+        return 0
     box = (slice(max(box[0].start - 1, 0), box[0].stop + 1), *box[1:])  # and a slice up and down
-    near = sick[box].view(np.uint8)
-    for axis in range(3):  # a 3x3x3 dilation, as three one-voxel maxima (separable: faster)
-        near = ndi.maximum_filter1d(near, 3, axis=axis)
-    edge[box] = near.view(bool) & (lab[box] == NORMAL) & (h[box] > EDGE_HU)
-    return edge
+    in_plane = _per_slice(sick[box].view(np.uint8), cv2.dilate, np.ones((3, 3), np.uint8))
+    near = in_plane.copy()  # a 3x3x3 dilation: in-plane, then the slices above and below
+    near[1:] |= in_plane[:-1]
+    near[:-1] |= in_plane[1:]
+    part = lab[box]
+    edge = near.view(bool) & (part == NORMAL) & (h[box] > EDGE_HU)
+    part[edge] = ABNORMAL
+    return int(np.count_nonzero(edge))
 
 
 def _box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:

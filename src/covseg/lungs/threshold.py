@@ -186,27 +186,28 @@ def pleural_bites(lung: np.ndarray, hu: np.ndarray, lateral: int, pixel_mm: floa
     """
     import cv2
 
-    points = cv2.findNonZero(lung.astype(np.uint8))
-    hull = np.zeros(lung.shape, np.uint8)
-    cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
-    extra = (hull > 0) & ~lung
-    lab, n = ndi.label(extra)
-    if n == 0:
-        return extra
-    ids = np.arange(1, n + 1)
-    area = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    rows = np.flatnonzero(lung.any(axis=1))  # a set's hull is the hull of each row's two ends
+    first = lung[rows].argmax(axis=1)
+    last = lung.shape[1] - 1 - lung[rows, ::-1].argmax(axis=1)
+    points = np.stack([np.concatenate([first, last]), np.concatenate([rows, rows])], axis=1)
+    extra = np.zeros(lung.shape, np.uint8)
+    cv2.fillConvexPoly(extra, cv2.convexHull(points.astype(np.int32)), 1)
+    extra[lung] = 0
+    n, lab, stats, centroids = cv2.connectedComponentsWithStats(extra, connectivity=4)
+    keep = np.zeros(n, dtype=bool)
+    if n == 1:
+        return keep[lab]
+    area = stats[1:, cv2.CC_STAT_AREA]
     cols = np.nonzero(lung)[1].mean()
-    mean_x = ndi.mean(np.broadcast_to(np.arange(lung.shape[1]), lung.shape), lab, ids)
     radius_px = BITE_MIN_MM / pixel_mm
-    candidates = ((np.asarray(mean_x) - cols) * lateral > 0) \
-        & (area <= BITE_MAX_SHARE * lung.sum()) & (area >= np.pi * radius_px ** 2)
-    keep = np.zeros(n + 1, dtype=bool)
-    boxes = ndi.find_objects(lab)
-    for i in np.nonzero(candidates)[0]:  # few: most of the hull's extra are thin slivers
-        piece = np.pad(lab[boxes[i]] == i + 1, 1)
-        dense = hu[boxes[i]][piece[1:-1, 1:-1]]
-        keep[i + 1] = (ndi.distance_transform_edt(piece).max() >= radius_px
-                       and (dense > BONE_HU).mean() < 0.1)
+    candidates = ((centroids[1:, 0] - cols) * lateral > 0) \
+        & (area <= BITE_MAX_SHARE * np.count_nonzero(lung)) & (area >= np.pi * radius_px ** 2)
+    for i in np.flatnonzero(candidates) + 1:  # few: most of the hull's extra are thin slivers
+        x, y, w, h = stats[i, :4]
+        piece = np.pad(lab[y:y + h, x:x + w] == i, 1)
+        dense = hu[y:y + h, x:x + w][piece[1:-1, 1:-1]]
+        keep[i] = (ndi.distance_transform_edt(piece).max() >= radius_px
+                   and (dense > BONE_HU).mean() < 0.1)
     return keep[lab]
 
 
@@ -249,16 +250,17 @@ def bridge_slices(side: np.ndarray, hu: np.ndarray, body: np.ndarray, slice_mm: 
     ys, xs = np.nonzero(side[zs[0]:zs[-1] + 1].any(axis=0))
     box = (slice(zs[0], zs[-1] + 1), slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
     lung = side[box]
-    z = np.arange(lung.shape[0])[:, None, None]
-    far = lung.shape[0] + most + 2
+    z = np.arange(lung.shape[0], dtype=np.int32)[:, None, None]
+    far = np.int32(lung.shape[0] + most + 2)
     below = np.maximum.accumulate(np.where(lung, z, -far), axis=0)  # the last lung at or below
     above = np.minimum.accumulate(np.where(lung, z, far)[::-1], axis=0)[::-1]  # the next above
     gaps = np.zeros_like(side)
     gaps[box] = ~lung & (above - below - 1 <= most) & body[box] & (hu[box] < BONE_HU)
     x = np.arange(side.shape[2])
     for k in np.flatnonzero(gaps.any(axis=(1, 2))):
-        cols = np.nonzero(side[k])[1]
-        centre = cols.mean() if cols.size else np.inf * -lateral
+        per_col = np.count_nonzero(side[k], axis=0)
+        count = per_col.sum()
+        centre = (per_col @ x) / count if count else np.inf * -lateral
         gaps[k] &= ((x - centre) * lateral > 0)[None, :]
     return side | gaps
 

@@ -27,28 +27,39 @@ HIST_RANGE = (-1024, 200)  # the histogram drawn in the report; values outside g
 
 
 def _band_index(hu: np.ndarray) -> np.ndarray:
-    edges = np.array([b[2] for b in BANDS[:-1]], dtype=np.float32)
-    return np.searchsorted(edges, hu, side="right").astype(np.int64)
+    """Each value's band: how many lower bounds it reaches (one comparison per edge, several
+    times faster than a search)."""
+    band = np.zeros(hu.shape, np.uint8)
+    for _, low, _ in BANDS[1:]:
+        band += hu >= low
+    return band
 
 
-def density_counts(hu: np.ndarray, lung_sides: np.ndarray, labels: np.ndarray
+def density_counts(hu: np.ndarray, lung_sides: np.ndarray, labels: np.ndarray, chunk: int = 16
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(side, band) voxel counts, (side, band) counts of voxels called abnormal, the lungs' HU
-    histogram (one bin per HU over HIST_RANGE) and the lungs' HU sum (for the mean)."""
+    histogram (one bin per HU over HIST_RANGE) and the lungs' HU sum (for the mean).
+
+    Read within the lungs' bounding box, `chunk` slices at a time, so memory stays flat however
+    long the scan."""
     n_bands = len(BANDS)
     counts = np.zeros((3, n_bands), np.int64)
     abnormal = np.zeros((3, n_bands), np.int64)
     hist = np.zeros(HIST_RANGE[1] - HIST_RANGE[0] + 1, np.int64)
     hu_sum = 0.0
-    for z in np.flatnonzero(lung_sides.any(axis=(1, 2))):
-        inside = np.flatnonzero(lung_sides[z])
-        values = hu[z].ravel()[inside]
-        side = lung_sides[z].ravel()[inside].astype(np.int64)
-        band = _band_index(values)
-        counts += np.bincount(side * n_bands + band, minlength=3 * n_bands).reshape(3, n_bands)
-        sick = labels[z].ravel()[inside] == ABNORMAL
-        abnormal += np.bincount(side[sick] * n_bands + band[sick],
-                                minlength=3 * n_bands).reshape(3, n_bands)
+    zs = np.flatnonzero(lung_sides.any(axis=(1, 2)))
+    if zs.size == 0:
+        return counts, abnormal, hist, hu_sum
+    ys, xs = np.nonzero(lung_sides[zs[0]:zs[-1] + 1].any(axis=0))
+    rows, cols = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
+    for z0 in range(zs[0], zs[-1] + 1, chunk):
+        part = (slice(z0, min(z0 + chunk, zs[-1] + 1)), rows, cols)
+        inside = lung_sides[part] > 0
+        values = hu[part][inside]
+        code = lung_sides[part][inside].astype(np.int64) * n_bands + _band_index(values)
+        counts += np.bincount(code, minlength=3 * n_bands).reshape(3, n_bands)
+        sick = labels[part][inside] == ABNORMAL
+        abnormal += np.bincount(code[sick], minlength=3 * n_bands).reshape(3, n_bands)
         binned = np.clip(np.rint(values), *HIST_RANGE).astype(np.int64) - HIST_RANGE[0]
         hist += np.bincount(binned, minlength=hist.size)
         hu_sum += float(values.sum(dtype=np.float64))
