@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from covseg import __version__
 from covseg.errors import CovsegError, InputError, OutputExistsError
-from covseg.infer.predictor import LesionSegmenter
+from covseg.infer.predictor import LesionSegmenter, PrecisionAudit
 from covseg.infer.density import DensityGate, gate_by_density
 from covseg.infer.framing import Framing, from_geometry, from_lungs, turns_upright
 from covseg.preprocess.contract import model_input
@@ -206,25 +206,27 @@ def _given_lungs(scan: Scan, lung_mask: np.ndarray | str | Path) -> np.ndarray:
 
 def _find_lesions(scan: Scan, small: np.ndarray, small_lungs: np.ndarray,
                   segmenter: LesionSegmenter, progress: bool, flips: bool,
-                  on_slices: Callable[[int, int], None] = lambda done, total: None) -> np.ndarray:
-    """0/1/2 labels on the model's grid; slices without lungs are not run. `flips`: the mean
-    over the four flips of each slice (LesionSegmenter.logits).
+                  on_slices: Callable[[int, int], None] = lambda done, total: None
+                  ) -> tuple[np.ndarray, PrecisionAudit]:
+    """0/1/2 labels on the model's grid, and what the int8 audit did; slices without lungs are
+    not run. `flips`: the mean over the four flips of each slice (LesionSegmenter.logits).
 
     The network's inputs are made and run a slab at a time, so they never exist for the whole
     volume at once.
     """
     labels = np.zeros(small.shape, dtype=np.uint8)
+    audit = PrecisionAudit()
     has_lungs = np.nonzero(small_lungs.any(axis=(1, 2)))[0]
     bar = tqdm(total=has_lungs.size, desc=scan.source.name, unit="slice", leave=False,
                disable=not progress, dynamic_ncols=True)
     for k in range(0, has_lungs.size, LESION_SLAB):
         zs = has_lungs[k:k + LESION_SLAB]
         inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity) for z in zs])
-        labels[zs] = segmenter.predict(inputs, small_lungs[zs] > 0, flips)
+        labels[zs] = segmenter.predict(inputs, small_lungs[zs] > 0, flips, audit)
         bar.update(zs.size)
         on_slices(k + zs.size, has_lungs.size)
     bar.close()
-    return labels
+    return labels, audit
 
 
 def _full_resolution_labels(small_labels: np.ndarray, lung_sides: np.ndarray) -> np.ndarray:
@@ -242,13 +244,14 @@ def _full_resolution_labels(small_labels: np.ndarray, lung_sides: np.ndarray) ->
     return labels
 
 
-def _model_info(segmenter: LesionSegmenter) -> ModelInfo:
+def _model_info(segmenter: LesionSegmenter, audit: PrecisionAudit) -> ModelInfo:
     """The network as it ran: the hash of the weights file loaded (covseg.models.weights names
-    a file by its own bytes), and the backend and precision the segmenter settled on."""
+    a file by its own bytes), the backend and precision the segmenter settled on, and how many
+    slices the int8 audit ran in fp32."""
     meta = segmenter.meta
     return ModelInfo(meta.get("name", "custom"), meta.get("sha256"), meta.get("trained_on"),
                      segmenter.mirror, segmenter.backend, segmenter.precision,
-                     segmenter.file_sha256)
+                     segmenter.file_sha256, audit.audited_slices, audit.fp32_slices)
 
 
 def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bool = False,
@@ -293,8 +296,9 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     # a picture carries no orientation: it may be mirrored, upside down or (turned upright by
     # the framing) a quarter turn off, so its result is the mean over its four flips
     flips = not frame.oriented
-    small_labels = _find_lesions(scan, frame.small, frame.small_sides, segmenter, progress, flips,
-                                 lambda done, total: step(0.2 + 0.6 * done / total, "lesions"))
+    small_labels, audit = _find_lesions(
+        scan, frame.small, frame.small_sides, segmenter, progress, flips,
+        lambda done, total: step(0.2 + 0.6 * done / total, "lesions"))
     watch.lap("lesions")
     labels = frame.to_source(_full_resolution_labels(small_labels, frame.sides))
     lung_sides = frame.to_source(frame.sides)
@@ -311,7 +315,7 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
         quantification=Quantification.from_dict(quantify(labels, lung_sides, voxel_ml)),
         density=DensityInfo.from_dict(density) if density is not None else None,
         density_gate=DensityGateInfo.from_dict(gate.as_dict(voxel_ml)) if gate is not None else None,
-        model=_model_info(segmenter),
+        model=_model_info(segmenter, audit),
         preprocessing=Preprocessing(list(size), **framing.as_dict(), lungs=method,
                                     views=len(segmenter.views(flips))),
         qa=QA.from_dict(qa.as_dict()),

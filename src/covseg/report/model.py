@@ -176,6 +176,10 @@ class ModelInfo:
     backend: str
     precision: str
     file_sha256: str | None = None  # None only in reports written before it was recorded
+    # the int8 audit (covseg.infer.predictor.AUDIT_SLICES): slices checked against fp32, and
+    # slices run in fp32 because a check failed; 0 on the other backends
+    audited_slices: int = 0
+    fp32_slices: int = 0
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelInfo:
