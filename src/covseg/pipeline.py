@@ -300,10 +300,13 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
         scan, frame.small, frame.small_sides, segmenter, progress, flips,
         lambda done, total: step(0.2 + 0.6 * done / total, "lesions"))
     watch.lap("lesions")
-    labels = frame.to_source(_full_resolution_labels(small_labels, frame.sides))
-    lung_sides = frame.to_source(frame.sides)
     framing, size = frame.framing, frame.small.shape[1:]
-    del frame  # the model-grid copies go before the pictures are drawn
+    # the model-grid copies go before the full-resolution labels are made (the scan's peak)
+    frame.small = frame.small_sides = np.empty((0, 0, 0), np.uint8)
+    labels = frame.to_source(_full_resolution_labels(small_labels, frame.sides))
+    del small_labels
+    lung_sides = frame.to_source(frame.sides)
+    del frame
 
     voxel_ml = scan.voxel_volume_ml if scan.spacing_known else 1e-3
     gate = gate_by_density(labels, scan.array, scan.spacing) if scan.is_hu else None
