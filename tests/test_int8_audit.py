@@ -90,3 +90,15 @@ def test_backends_agree_on_real_ct(real_ct):
     torch32, _ = _lesion_ml(src, "torch", "fp32")
     assert model.fp32_slices > 0
     assert abs(int8 / fp32 - 1) < 0.03 and abs(torch32 / fp32 - 1) < 0.03
+
+
+def test_the_reference_needs_no_writable_cache(monkeypatch):
+    """Where the user's cache cannot be written, the audit's fp32 reference is PyTorch's."""
+    import covseg.infer.onnx_file as onnx_file
+
+    def unwritable() -> None:
+        raise PermissionError("read-only cache")
+
+    monkeypatch.setattr(onnx_file, "onnx_cache_dir", unwritable)
+    reference = LesionSegmenter(backend="onnx-int8")._reference()
+    assert (reference.backend, reference.precision) == ("torch", "fp32")

@@ -180,9 +180,12 @@ class LesionSegmenter:
         faster than PyTorch fp32 on 2 cores, and the same arithmetic within 1e-4), one slice at
         a time: as fast as batches of 8 here, and its activations stay a slice's worth."""
         if self._fp32 is None:
-            self._fp32 = LesionSegmenter(None, batch_size=1, backend="onnx",
-                                         threads=self._threads, postprocess=self.postprocess,
-                                         mirror=self.mirror)
+            settings = dict(batch_size=1, threads=self._threads, postprocess=self.postprocess,
+                            mirror=self.mirror)
+            try:
+                self._fp32 = LesionSegmenter(None, backend="onnx", **settings)
+            except OSError:  # no writable cache for the export: PyTorch fp32, the same numbers
+                self._fp32 = LesionSegmenter(None, backend="torch", precision="fp32", **settings)
         return self._fp32
 
     def _audited(self, images: np.ndarray, lungs: np.ndarray, flips: bool, out: np.ndarray,
