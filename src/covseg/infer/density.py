@@ -29,6 +29,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from covseg.labels import ABNORMAL, NORMAL
+from covseg.lungs.box import mask_box
 
 GATE_HU = -700.0
 SMOOTH_MM = 3.0
@@ -80,7 +81,7 @@ def gate_by_density(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, fl
     """
     size = _window_px(min(spacing[1:]))
     radius_px = DENSE_RADIUS_MM / min(spacing[1:])
-    box = _box(labels, size // 2 + 1)
+    box = mask_box(labels, size // 2 + 1)
     if box is None:
         return DensityGate(0, 0, 0, 0)
     lab = labels[box]  # a view: relabelling it relabels `labels`
@@ -89,25 +90,21 @@ def gate_by_density(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, fl
     side = 2 * int(radius_px / np.sqrt(2)) + 1
     square = np.ones((side, side), np.uint8)
 
-    def mean(z: int) -> np.ndarray:
-        return cv2.blur(np.ascontiguousarray(h[z], dtype=np.float32), (size, size),
-                        borderType=cv2.BORDER_REPLICATE)
-
-    removed, holds = 0, []
+    removed, holds = 0, {}  # slice -> its dense lung, where a thick part may lie
     for z in range(lab.shape[0]):
-        local = mean(z)
+        local = cv2.blur(np.ascontiguousarray(h[z], dtype=np.float32), (size, size),
+                         borderType=cv2.BORDER_REPLICATE)
         aerated = (lab[z] == ABNORMAL) & (local <= GATE_HU)
         lab[z][aerated] = NORMAL
         removed += int(np.count_nonzero(aerated))
-        dense = ((lab[z] == NORMAL) & (local >= DENSE_HU)).view(np.uint8)
-        if cv2.erode(dense, square).any():
-            holds.append(z)
+        dense = (lab[z] == NORMAL) & (local >= DENSE_HU)
+        if cv2.erode(dense.view(np.uint8), square).any():
+            holds[z] = dense
     # the gated calls near each such slice, before any dense lung is joined to them
     near = {z: (lab[max(z - 1, 0):z + 2] == ABNORMAL).any(axis=0) for z in holds}
     taken = missed = 0
-    for z in holds:
+    for z, dense in holds.items():  # a slice is relabelled only in its own turn: `dense` holds
         normal = lab[z] == NORMAL
-        dense = normal & (mean(z) >= DENSE_HU)
         pieces = _thick_pieces(dense | (normal & (h[z] >= DENSE_HU)), dense, radius_px)
         joined = _joining(pieces, near[z], reach=size // 2 + 1)
         lab[z][joined] = ABNORMAL
@@ -143,18 +140,6 @@ def _take_edge(lab: np.ndarray, h: np.ndarray) -> int:
             taken += int(np.count_nonzero(edge))
         below, here, above = here, above, reach(z + 2)
     return taken
-
-
-def _box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
-    """The bounding box of `mask`'s nonzero voxels, grown in-plane by `margin` (within the
-    array); reductions only, no mask-sized temporary."""
-    zs = np.flatnonzero(mask.any(axis=(1, 2)))
-    if zs.size == 0:
-        return None
-    ys, xs = np.nonzero(mask[zs[0]:zs[-1] + 1].any(axis=0))
-    h, w = mask.shape[1:]
-    return (slice(zs[0], zs[-1] + 1), slice(max(ys.min() - margin, 0), min(ys.max() + margin + 1, h)),
-            slice(max(xs.min() - margin, 0), min(xs.max() + margin + 1, w)))
 
 
 def _thick_pieces(pieces: np.ndarray, core: np.ndarray, radius: float) -> np.ndarray:

@@ -198,8 +198,9 @@ class LesionSegmenter:
             return
         # the slices with the most abnormal or near-abnormal pixels; where none has any, those
         # closest to the cut (an int8 error larger than the band must not hide a lesion)
-        near = np.count_nonzero(out[with_lungs] > cut - AUDIT_BAND, axis=(1, 2))
-        top = out[with_lungs].max(axis=(1, 2))
+        candidates = out[with_lungs]
+        near = np.count_nonzero(candidates > cut - AUDIT_BAND, axis=(1, 2))
+        top = candidates.max(axis=(1, 2))
         picks = np.sort(with_lungs[np.lexsort((-top, -near))[:AUDIT_SLICES]])
         reference = self._reference()
         checked = reference.margins(images[picks], lungs[picks], flips)

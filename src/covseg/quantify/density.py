@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from covseg.labels import ABNORMAL, LEFT, RIGHT
+from covseg.lungs.box import mask_box
 
 BANDS: tuple[tuple[str, float, float], ...] = (
     ("hyperinflated", -np.inf, -950.0),
@@ -47,13 +48,12 @@ def density_counts(hu: np.ndarray, lung_sides: np.ndarray, labels: np.ndarray, c
     abnormal = np.zeros((3, n_bands), np.int64)
     hist = np.zeros(HIST_RANGE[1] - HIST_RANGE[0] + 1, np.int64)
     hu_sum = 0.0
-    zs = np.flatnonzero(lung_sides.any(axis=(1, 2)))
-    if zs.size == 0:
+    box = mask_box(lung_sides)
+    if box is None:
         return counts, abnormal, hist, hu_sum
-    ys, xs = np.nonzero(lung_sides[zs[0]:zs[-1] + 1].any(axis=0))
-    rows, cols = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
-    for z0 in range(zs[0], zs[-1] + 1, chunk):
-        part = (slice(z0, min(z0 + chunk, zs[-1] + 1)), rows, cols)
+    slices, rows, cols = box
+    for z0 in range(slices.start, slices.stop, chunk):
+        part = (slice(z0, min(z0 + chunk, slices.stop)), rows, cols)
         inside = lung_sides[part] > 0
         values = hu[part][inside]
         code = lung_sides[part][inside].astype(np.int64) * n_bands + _band_index(values)
