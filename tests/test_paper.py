@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -53,9 +55,39 @@ def test_tiny_plan_fills_every_table_and_never_repeats_a_run(data_dir, tmp_path,
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
     monkeypatch.setattr(cache_module, "train", no_training)
+    # the records outlive the machine, the weights do not: a new checkout has only the records
+    for weights in runs.rglob("*.pt"):
+        weights.unlink()
     code, out, _ = cli("paper", "--plan", plan_path, "--runs", runs, "--doc", doc, "--only", "VIII", "XI")
     assert code == 0 and "wrote" in out
     assert doc.read_text().split("\n", 3)[3] == page.split("\n", 3)[3]  # same tables, cached
+    assert "run(s)" in page and json.loads((folder / "model.json").read_text())["machine"]
+
+
+def test_a_run_stopped_on_another_machine_starts_over_without_its_old_log(data_dir, tmp_path):
+    """Its checkpoint stayed behind (git keeps only the records): the log it left must not be
+    continued by a fresh run, or the loss curve would mix two runs."""
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text(yaml.safe_dump(TINY))
+    cfg = run_config(load_plan(plan_path), "lednet", MA20_F4)
+    cache = cache_module.RunCache(tmp_path / "runs", progress=False)
+    train(cfg, cache.folder(cfg), progress=False, max_steps=2)
+    (cache.folder(cfg) / "last.pt").unlink()
+    cache.weights(cfg)
+    assert [r["step"] for r in cache.log(cfg)] == [1, 2, 3]
+
+
+@pytest.mark.skipif(not (Path(__file__).parents[1] / ".git").exists(), reason="not a git checkout")
+def test_git_keeps_the_run_records_and_not_the_weights():
+    root = Path(__file__).parents[1]
+
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=root).returncode == 0
+    assert not ignored("runs/paper/anamnet-0123456789ab/metrics.jsonl")
+    assert not ignored("runs/paper/anamnet-0123456789ab/eval-0123456789ab.json")
+    assert ignored("runs/paper/anamnet-0123456789ab/model.pt")
+    assert ignored("runs/paper/anamnet-0123456789ab/last.pt")
+    assert ignored("runs/anamnet_ma20/model.pt") and ignored("runs/anamnet_ma20/metrics.jsonl")
 
 
 def test_run_keys_hold_only_changed_settings():
@@ -83,6 +115,10 @@ def test_plan_and_budget(tmp_path):
         load_plan(DEFAULT_PLAN, budget=100)
     with pytest.raises(InputError, match="unknown table"):
         reproduce(DEFAULT_PLAN, tmp_path / "runs", tmp_path / "p.md", only=["XII"])
+    stray = tmp_path / "stray.yaml"
+    stray.write_text(yaml.safe_dump({**TINY, "perturbation": {**TINY["perturbation"], "models": ["unet"]}}))
+    with pytest.raises(InputError, match="not among the plan's networks"):
+        load_plan(stray)
 
 
 def test_perturbation_is_one_sided_and_restorable():

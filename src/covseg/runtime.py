@@ -13,6 +13,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # the lesion network's engines (covseg.infer.predictor.Network); here, torch-free, for the CLI
@@ -23,6 +24,19 @@ def cpu_capability() -> str:
     import torch  # here, not at the top: the CLI reads PRECISIONS without paying for torch
 
     return torch.backends.cpu.get_cpu_capability()
+
+
+def cpu_description() -> str:
+    """This machine's CPU as a reader weighing a wall time needs it: model, cores, torch's ISA."""
+    import torch
+
+    name = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        name = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                     if ln.startswith("model name")), name)
+    return (f"{name}, {os.cpu_count()} cores, torch {torch.__version__} on "
+            f"{cpu_capability()}, {torch.get_num_threads()} threads")
 
 
 def has_fast_bf16() -> bool:

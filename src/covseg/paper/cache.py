@@ -1,16 +1,20 @@
 """The run cache of `covseg paper`: each training run and each score kept under its config's hash.
 
 A run lives in ROOT/<model>-<hash of its config>/ (the trainer's folder: metrics.jsonl, model.pt,
-plus model.json naming the architecture); a stopped run resumes from its checkpoint (last.pt,
-dropped once the run is finished) and a finished one is never trained again. Scores are cached
-in the run's folder under the hash of the test data, so rendering the tables afterwards costs
-no network time. With `execute` False nothing is trained or scored: what is missing comes back
-as None ("pending").
+plus model.json naming the architecture and the machine it was trained on); a stopped run
+resumes from its checkpoint (last.pt, dropped once the run is finished) and a finished one is
+never trained again. Scores are cached in the run's folder under the hash of the test data, so
+rendering the tables afterwards costs no network time. The small records (logs, scores,
+model.json) are committed with the repository and outlive the machine; the weights are not
+(git ignores `*.pt`), so a score is computed while its run's weights are on this machine and a
+run is trained again only when a score it lacks is asked for. With `execute` False nothing is
+trained or scored: what is missing comes back as None ("pending").
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import datetime
 import time
 from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
@@ -18,6 +22,7 @@ from pathlib import Path
 from covseg.evaluate import evaluate_model
 from covseg.infer import LesionSegmenter
 from covseg.paper.perturb import perturbed_scores
+from covseg.runtime import cpu_description
 from covseg.train import train
 from covseg.train.config import DataConfig, TrainConfig
 from covseg.train.callbacks import CHECKPOINT, LOG, WEIGHTS
@@ -70,20 +75,30 @@ class RunCache:
         return self.root / f"{cfg.model.replace('+', 'p')}-{config_hash(cfg)}"
 
     def weights(self, cfg: TrainConfig) -> Path | None:
-        """The trained weights of `cfg`: trained (or resumed) here when missing and executing."""
+        """The trained weights of `cfg`: trained (or resumed) here when missing and executing.
+
+        Without a checkpoint the run starts over, dropping the log a stopped run left behind on
+        another machine (its checkpoint did not travel with the records).
+        """
         out = self.folder(cfg)
         path = out / WEIGHTS
         if not path.is_file():
             if not self.execute:
                 return None
             cfg.name = out.name
-            train(cfg, out, resume=(out / CHECKPOINT).is_file(), progress=self.progress)
-        (out / CHECKPOINT).unlink(missing_ok=True)  # finished: Adam's moments triple the weights
-        if not path.with_suffix(".json").is_file():  # what load_model builds the network from
-            _write_json(path.with_suffix(".json"), {
+            resume = (out / CHECKPOINT).is_file()
+            train(cfg, out, resume=resume, force=not resume, progress=self.progress)
+            _write_json(path.with_suffix(".json"), {  # what load_model builds the network from
                 "name": out.name, "model": cfg.model, "model_args": cfg.model_args,
-                "trained_on": asdict(cfg.data)})
+                "trained_on": asdict(cfg.data), "machine": cpu_description(),
+                "finished": datetime.date.today().isoformat()})
+        (out / CHECKPOINT).unlink(missing_ok=True)  # finished: Adam's moments triple the weights
         return path
+
+    def machine(self, cfg: TrainConfig) -> str | None:
+        """The CPU the run was trained on (None before it has finished)."""
+        path = self.folder(cfg) / "model.json"
+        return json.loads(path.read_text()).get("machine") if path.is_file() else None
 
     def log(self, cfg: TrainConfig) -> list[dict]:
         """The run's metrics.jsonl records (empty before it has started)."""

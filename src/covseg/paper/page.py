@@ -3,27 +3,14 @@ from __future__ import annotations
 
 import datetime
 import os
-from pathlib import Path
 
 from covseg.data.ma20 import slice_indices
 from covseg.paper import perturb, render
 from covseg.paper.cache import EVAL_PRECISION, RunCache
 from covseg.paper.plan import Plan, schedule
+from covseg.runtime import cpu_description
 from covseg.paper.tables import (Row, collect_iv, collect_ix, collect_rotation, collect_step_times,
                                  collect_thesis, collect_vii, collect_viii, collect_x, collect_xi)
-
-
-def cpu_line() -> str:
-    """This machine's CPU, as the reader of the page needs it to weigh the wall times."""
-    import torch
-
-    name = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        name = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                     if ln.startswith("model name")), name)
-    return (f"{name}, {os.cpu_count()} cores, torch {torch.__version__} on "
-            f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads")
 
 
 def _protocol(plan: Plan) -> str:
@@ -121,6 +108,18 @@ CANNOT_CHECK = """## Claims we cannot check here
 """
 
 
+def _machines(cache: RunCache, rows: list[Row]) -> str:
+    """Which CPU trained which runs: wall times compare only between runs of one machine."""
+    trained: dict[str, set[str]] = {}
+    for r in rows:
+        if (machine := cache.machine(r.cfg)) is not None:
+            trained.setdefault(machine, set()).add(cache.folder(r.cfg).name)
+    if not trained:
+        return "No run has finished yet.\n"
+    return ("Runs trained (and scored) on:\n\n" + "\n".join(
+        f"- {m}: {len(names)} run(s)" for m, names in sorted(trained.items())) + "\n")
+
+
 def _definition() -> str:
     """The perturbation's exact definition: the body of covseg.paper.perturb's docstring."""
     return " ".join((perturb.__doc__ or "").split("\n\n", 1)[-1].split())
@@ -135,10 +134,13 @@ def build_page(plan: Plan, cache: RunCache, command: str) -> str:
     xi_text, xi_verdict = render.perturbation_table(collect_xi(plan, cache))
     rotation_verdict = render.size_verdict("VIII-rotation", rotation_means) if rotation_means else ""
     today = datetime.date.today().isoformat()
+    rows = [*viii, *vii, *x, *thesis, *[r for rs in (collect_rotation(plan, cache, viii) or {}).values()
+                                       for r in rs]]
     parts = [
         "# The paper's comparison under one protocol: Tables IV and VII-XI\n",
-        f"Written by `{command}` ({today}); every figure of ours was measured on this machine: "
-        f"{cpu_line()}. Do not edit by hand: rerun the command (it resumes from `runs/paper/`).\n",
+        f"Written by `{command}` ({today}) on {cpu_description()}. Do not edit by hand: rerun the "
+        "command (it resumes from `runs/paper/`, whose records are kept in the repository).\n",
+        _machines(cache, rows),
         _protocol(plan), _step_times(plan, collect_step_times(plan, cache)),
         _iv(plan, collect_iv(plan, cache), viii, thesis),
         "## Table VII (Exp 1 analogue): MedSeg train -> MedSeg test\n",

@@ -38,6 +38,10 @@ class Plan:
         if self.budget_steps < 3 or self.budget_steps % 3:
             raise InputError(f"budget {self.budget_steps}: give a multiple of 3 steps (the "
                              "schedule decays at 1/3 and 2/3 of the run)")
+        stray = set(self.perturbation.get("models", [])) - set(self.networks)
+        if stray:  # Table XI perturbs Table VIII's trained runs, scored while their weights exist
+            raise InputError(f"perturbation models {', '.join(sorted(stray))} are not among the "
+                             "plan's networks; Table XI perturbs Table VIII's runs")
 
 
 def load_plan(path: str | Path = DEFAULT_PLAN, budget: int | None = None,

@@ -1,11 +1,14 @@
 """`covseg paper`: train and score what Tables IV and VII-XI need, then write docs/paper.md.
 
-Work runs table by table in the order that serves the most tables soonest (Table VIII's fold-4
-models are also Tables IX, X and XI's), and the page is rewritten after each, so a command
-stopped at any point leaves a page with what is done and "pending" for the rest.
+Work runs in the order that serves the most tables soonest: Table VIII's fold-4 models one at a
+time, each scored at once for Tables IX and XI too while its weights are on this machine (the
+weights do not outlive it, the scores do: covseg.paper.cache), then X, VII, the rotation, the
+thesis models and Table IV. The page is rewritten after each step, so a command stopped at any
+point leaves a page with what is done and "pending" for the rest.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from covseg.errors import InputError
@@ -13,10 +16,10 @@ from covseg.io.outputs import batch_lock
 from covseg.paper import tables
 from covseg.paper.cache import RunCache
 from covseg.paper.page import build_page
-from covseg.paper.plan import DEFAULT_PLAN, TABLES, load_plan
+from covseg.paper.plan import DEFAULT_PLAN, TABLES, Plan, load_plan
 
-WORK = [("VIII", tables.collect_viii), ("IX", tables.collect_ix), ("XI", tables.collect_xi),
-        ("X", tables.collect_x), ("VII", tables.collect_vii),
+FOLD4 = [("VIII", tables.collect_viii), ("IX", tables.collect_ix), ("XI", tables.collect_xi)]
+WORK = [("X", tables.collect_x), ("VII", tables.collect_vii),
         ("VIII", lambda plan, cache: tables.collect_rotation(plan, cache, tables.collect_viii(plan, cache))),
         ("thesis", tables.collect_thesis), ("IV", tables.collect_iv)]
 
@@ -50,9 +53,22 @@ def reproduce(plan: str | Path = DEFAULT_PLAN, runs: str | Path = "runs/paper",
     with batch_lock(root):
         tables.collect_step_times(the_plan, work)
         write()
+        for network in the_plan.networks:
+            one = _one_network(the_plan, network)
+            for table, step in FOLD4:
+                if not only or table in only:
+                    step(one, work)
+            write()
         for table, step in WORK:
             if only and table not in only:
                 continue
             step(the_plan, work)
             write()
     return doc
+
+
+def _one_network(plan: Plan, network: str) -> Plan:
+    """The plan narrowed to one Table VIII network (and to its Table XI row, if it has one)."""
+    p = plan.perturbation
+    return replace(plan, networks=[network],
+                   perturbation={**p, "models": [m for m in p.get("models", []) if m == network]})
