@@ -1,10 +1,11 @@
 """`covseg paper`: train and score what Tables IV and VII-XI need, then write docs/paper.md.
 
-Work runs in the order that serves the most tables soonest: Table VIII's fold-4 models one at a
-time, each scored at once for Tables IX and XI too while its weights are on this machine (the
-weights do not outlive it, the scores do: covseg.paper.cache), then X, VII, the rotation, the
-thesis models and Table IV. The page is rewritten after each step, so a command stopped at any
-point leaves a page with what is done and "pending" for the rest.
+Work runs in the order that serves the most tables soonest: Table VIII's fold-4 models one at
+a time, the fastest to train first, each scored at once for Tables IX and XI too while its
+weights are on this machine (the weights do not outlive it, the scores do: covseg.paper.cache),
+then X, VII, the rotation, the thesis models and Table IV. The page is rewritten after each
+step, so a command stopped at any point leaves a page with what is done and "pending" for the
+rest.
 """
 from __future__ import annotations
 
@@ -51,9 +52,10 @@ def reproduce(plan: str | Path = DEFAULT_PLAN, runs: str | Path = "runs/paper",
         tmp.replace(doc)
 
     with batch_lock(root):
-        tables.collect_step_times(the_plan, work)
+        steps = {r["model"]: r["seconds"] for r in tables.collect_step_times(the_plan, work)}
         write()
-        for network in the_plan.networks:
+        for network in sorted(the_plan.networks, key=steps.__getitem__):  # cheapest first: a
+            # session's hours finish the most runs (a run's checkpoint does not outlive the machine)
             one = _one_network(the_plan, network)
             for table, step in FOLD4:
                 if not only or table in only:
