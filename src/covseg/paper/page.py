@@ -45,7 +45,9 @@ def _protocol(plan: Plan) -> str:
   the paper's and the comparison with its numbers is partly one of measurement. The paper also
   trained on whole slices for 100 epochs; here every network gets the budget above.
 - **Runs** are cached under `runs/paper/<model>-<config hash>/` (the trainer's folder); a
-  stopped command resumes from the last checkpoint, a finished run is never repeated.
+  stopped command resumes from the last checkpoint, a finished run is never repeated. Its log,
+  scores and the machine it was trained on are kept in the repository; its weights are not, so
+  every score is taken while they exist, and a run stopped on another machine starts over.
 """
 
 
