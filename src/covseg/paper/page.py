@@ -8,9 +8,9 @@ from covseg.data.ma20 import slice_indices
 from covseg.paper import perturb, render
 from covseg.paper.cache import EVAL_PRECISION, RunCache
 from covseg.paper.plan import Plan, schedule
-from covseg.runtime import cpu_description
 from covseg.paper.tables import (Row, collect_iv, collect_ix, collect_rotation, collect_step_times,
                                  collect_thesis, collect_vii, collect_viii, collect_x, collect_xi)
+from covseg.runtime import cpu_description
 
 
 def _protocol(plan: Plan) -> str:
@@ -130,14 +130,14 @@ def _definition() -> str:
 def build_page(plan: Plan, cache: RunCache, command: str) -> str:
     """The whole page from the cache as it stands (pending cells where runs are missing)."""
     viii = collect_viii(plan, cache)
-    rotation_text, rotation_means = render.rotation_table(collect_rotation(plan, cache, viii))
+    rotation = collect_rotation(plan, cache, viii)
+    rotation_text, rotation_means = render.rotation_table(rotation)
     vii, ix, x, thesis = (collect_vii(plan, cache), collect_ix(plan, cache), collect_x(plan, cache),
                           collect_thesis(plan, cache))
     xi_text, xi_verdict = render.perturbation_table(collect_xi(plan, cache))
     rotation_verdict = render.size_verdict("VIII-rotation", rotation_means) if rotation_means else ""
     today = datetime.date.today().isoformat()
-    rows = [*viii, *vii, *x, *thesis, *[r for rs in (collect_rotation(plan, cache, viii) or {}).values()
-                                       for r in rs]]
+    rows = [*viii, *vii, *x, *thesis, *[r for rs in (rotation or {}).values() for r in rs]]
     parts = [
         "# The paper's comparison under one protocol: Tables IV and VII-XI\n",
         f"Written by `{command}` ({today}) on {cpu_description()}. Do not edit by hand: rerun the "

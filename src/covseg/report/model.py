@@ -23,15 +23,18 @@ def json_schema() -> dict:
     return json.loads(resources.files("covseg.report").joinpath("report.schema.json").read_text())
 
 
-def _flat(cls: type[T], data: dict) -> T:
-    """A flat dataclass from its dict: exactly its fields, so a missing one fails loudly (one
-    with a default, added after reports were first written, takes the default)."""
-    return cls(**{f.name: data[f.name] for f in fields(cls)
-                  if f.name in data or f.default is MISSING})
+class Flat:
+    """A dataclass whose dict holds plain values only: read back field by field, so a missing
+    one fails loudly (one with a default, added after reports were first written, takes it)."""
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict) -> T:
+        return cls(**{f.name: data[f.name] for f in fields(cls)
+                      if f.name in data or f.default is MISSING})
 
 
 @dataclass
-class InputInfo:
+class InputInfo(Flat):
     """What was read: where from, its format, grid and intensity kind."""
 
     source: str
@@ -41,35 +44,23 @@ class InputInfo:
     spacing_known: bool
     intensity: str
 
-    @classmethod
-    def from_dict(cls, data: dict) -> InputInfo:
-        return _flat(cls, data)
-
 
 @dataclass
-class LungNumbers:
+class LungNumbers(Flat):
     """Volumes and involvement of one lung."""
 
     lung_ml: float
     lesion_ml: float
     involvement_percent: float
 
-    @classmethod
-    def from_dict(cls, data: dict) -> LungNumbers:
-        return _flat(cls, data)
-
 
 @dataclass
-class Severity:
+class Severity(Flat):
     """The CT-0..CT-4 grade, what it means, and the rule that decided it."""
 
     grade: str
     meaning: str
     rule: str
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Severity:
-        return _flat(cls, data)
 
 
 @dataclass
@@ -103,16 +94,12 @@ class Quantification:
 
 
 @dataclass
-class DensityBand:
+class DensityBand(Flat):
     """One HU band of the lungs: its volume, its share, and how much of it was called abnormal."""
 
     ml: float
     percent: float
     called_abnormal_ml: float
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DensityBand:
-        return _flat(cls, data)
 
 
 def _bands(data: dict) -> dict[str, DensityBand]:
@@ -147,7 +134,7 @@ class DensityInfo:
 
 
 @dataclass
-class DensityGateInfo:
+class DensityGateInfo(Flat):
     """What the density gate removed, the dense lung and lesion edges it took in and what it left
     uncalled."""
 
@@ -159,13 +146,9 @@ class DensityGateInfo:
     edge_taken_in_ml: float = 0.0
     edge_rule: str = ""
 
-    @classmethod
-    def from_dict(cls, data: dict) -> DensityGateInfo:
-        return _flat(cls, data)
-
 
 @dataclass
-class ModelInfo:
+class ModelInfo(Flat):
     """The lesion network as it actually ran: its weights' hash, backend and precision, and the
     hash of the file whose numbers ran (the int8 ONNX model for onnx-int8, else the weights)."""
 
@@ -181,13 +164,9 @@ class ModelInfo:
     audited_slices: int = 0
     fp32_slices: int = 0
 
-    @classmethod
-    def from_dict(cls, data: dict) -> ModelInfo:
-        return _flat(cls, data)
-
 
 @dataclass
-class Preprocessing:
+class Preprocessing(Flat):
     """How slices were framed for the model and which lung method actually ran."""
 
     model_plane_px: list[int]
@@ -198,21 +177,13 @@ class Preprocessing:
     contract: str = "covseg.preprocess.contract.model_input"
     views: int = 1  # slices averaged per slice: 4 flips for a picture, 2 with --mirror
 
-    @classmethod
-    def from_dict(cls, data: dict) -> Preprocessing:
-        return _flat(cls, data)
-
 
 @dataclass
-class QAFinding:
+class QAFinding(Flat):
     """One reason the input QA would refuse the scan."""
 
     code: str
     message: str
-
-    @classmethod
-    def from_dict(cls, data: dict) -> QAFinding:
-        return _flat(cls, data)
 
 
 @dataclass
@@ -231,16 +202,12 @@ class QA:
 
 
 @dataclass
-class Coverage:
+class Coverage(Flat):
     """Which part of the lungs the scan holds."""
 
     covered: str
     cut_below: bool
     cut_above: bool
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Coverage:
-        return _flat(cls, data)
 
 
 def _as_dict(part: Any) -> dict:
