@@ -334,28 +334,26 @@ def nifti_gzip_bomb(w: Path) -> Case:
     return Case([str(w / "bomb.nii.gz")])
 
 
-@kind("nifti", "refuse", "NIfTI-2 header declaring 10^6 voxels a side in a 1 KiB file")
-def nifti2_huge(w: Path) -> Case:
+def _huge_header(w: Path, version: int, side: int) -> Case:
+    """A NIfTI header declaring `side`^3 int16 voxels, followed by 1 KiB of data."""
     import nibabel as nib
 
-    hdr = nib.Nifti2Header()
-    hdr.set_data_shape((10**6, 10**6, 10**6))
+    hdr = nib.Nifti2Header() if version == 2 else nib.Nifti1Header()
+    hdr.set_data_shape((side, side, side))
     hdr.set_data_dtype(np.int16)
-    hdr["vox_offset"] = 544
+    hdr["vox_offset"] = 544 if version == 2 else 352
     (w / "huge.nii").write_bytes(hdr.binaryblock + b"\0" * 4 + bytes(1024))
     return Case([str(w / "huge.nii")])
+
+
+@kind("nifti", "refuse", "NIfTI-2 header declaring 10^6 voxels a side in a 1 KiB file")
+def nifti2_huge(w: Path) -> Case:
+    return _huge_header(w, 2, 10**6)
 
 
 @kind("nifti", "refuse", "NIfTI-1 header declaring 30000^3 voxels in a 1 KiB file")
 def nifti1_huge_dims(w: Path) -> Case:
-    import nibabel as nib
-
-    hdr = nib.Nifti1Header()
-    hdr.set_data_shape((30000, 30000, 30000))
-    hdr.set_data_dtype(np.int16)
-    hdr["vox_offset"] = 352
-    (w / "huge.nii").write_bytes(hdr.binaryblock + b"\0" * 4 + bytes(1024))
-    return Case([str(w / "huge.nii")])
+    return _huge_header(w, 1, 30000)
 
 
 @kind("nifti", "either", "4-D (4 time points): refuse, or measure one volume sanely")
