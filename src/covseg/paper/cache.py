@@ -13,8 +13,8 @@ trained or scored: what is missing comes back as None ("pending").
 from __future__ import annotations
 
 import hashlib
-import json
 import datetime
+import json
 import time
 from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
@@ -97,7 +97,7 @@ class RunCache:
 
     def machine(self, cfg: TrainConfig) -> str | None:
         """The CPU the run was trained on (None before it has finished)."""
-        path = self.folder(cfg) / "model.json"
+        path = (self.folder(cfg) / WEIGHTS).with_suffix(".json")  # written beside the weights
         return json.loads(path.read_text()).get("machine") if path.is_file() else None
 
     def log(self, cfg: TrainConfig) -> list[dict]:

@@ -54,12 +54,12 @@ def reproduce(plan: str | Path = DEFAULT_PLAN, runs: str | Path = "runs/paper",
     with batch_lock(root):
         steps = {r["model"]: r["seconds"] for r in tables.collect_step_times(the_plan, work)}
         write()
-        for network in sorted(the_plan.networks, key=steps.__getitem__):  # cheapest first: a
-            # session's hours finish the most runs (a run's checkpoint does not outlive the machine)
+        fold4 = [step for table, step in FOLD4 if not only or table in only]
+        for network in sorted(the_plan.networks, key=steps.__getitem__) if fold4 else []:
+            # cheapest first: a session's hours finish the most runs (a checkpoint stays behind)
             one = _one_network(the_plan, network)
-            for table, step in FOLD4:
-                if not only or table in only:
-                    step(one, work)
+            for step in fold4:
+                step(one, work)
             write()
         for table, step in WORK:
             if only and table not in only:
