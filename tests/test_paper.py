@@ -61,7 +61,9 @@ def test_tiny_plan_fills_every_table_and_never_repeats_a_run(data_dir, tmp_path,
     code, out, _ = cli("paper", "--plan", plan_path, "--runs", runs, "--doc", doc, "--only", "VIII", "XI")
     assert code == 0 and "wrote" in out
     assert doc.read_text().split("\n", 3)[3] == page.split("\n", 3)[3]  # same tables, cached
-    assert "run(s)" in page and json.loads((folder / "model.json").read_text())["machine"]
+    machine = json.loads((folder / "model.json").read_text())["machine"]
+    assert "run(s)" in page and machine
+    assert f"## Step times, and the budget\n\nMeasured on {machine}." in page  # named, not "this CPU"
 
 
 def test_a_run_stopped_on_another_machine_starts_over_without_its_old_log(data_dir, tmp_path):

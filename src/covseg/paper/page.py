@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 
 from covseg.data.ma20 import slice_indices
 from covseg.paper import perturb, render
@@ -34,7 +33,7 @@ def _protocol(plan: Plan) -> str:
   paper gave every network the same 100 epochs, so equal steps (every network sees the same samples)
   is its protocol; equal wall time on a CPU would hand the small networks several times more
   steps than U-Net by design, and would change with the machine. Precision: the faster of fp32
-  and bf16 on this CPU, timed by the trainer at the start of each run and kept in its log.
+  and bf16 on the training machine, timed by the trainer at the start of each run and kept in its log.
 - **Scoring**: covseg's evaluator (`covseg.evaluate`), PyTorch {EVAL_PRECISION}, plain argmax inside the
   reference lung mask (outside it is background by definition), no post-processing. Per class,
   one against the rest: sensitivity, specificity, accuracy, Dice, **per slice** (the mean over
@@ -53,19 +52,21 @@ def _protocol(plan: Plan) -> str:
 
 def _step_times(plan: Plan, rows: list[dict] | None) -> str:
     if rows is None:
-        return "## Step times on this CPU\n\nPending.\n"
+        return "## Step times, and the budget\n\nPending.\n"
     p = plan.protocol
+    machines = sorted({r.get("machine", "a machine not recorded") for r in rows})
     lines = ["| network | fp32 s/step | bf16 s/step | used | load average (1 min) |",
              "| --- | --- | --- | --- | --- |"]
     for r in rows:
         bf16 = f"{r['bf16']:.3f}" if "bf16" in r else "no native bf16"
         lines.append(f"| {r['model']} | {r['fp32']:.3f} | {bf16} | {r['chosen']} | {r.get('load', '-')} |")
     total = sum(r["seconds"] for r in rows if r["model"] in plan.networks)
-    return (f"## Step times on this CPU, and the budget\n\nOne step = {p.get('batch_size')} crops "
+    return (f"## Step times, and the budget\n\nMeasured on {'; '.join(machines)}. "
+            f"One step = {p.get('batch_size')} crops "
             f"of {p.get('crop')}x{p.get('crop')} through forward, the weighted loss, backward and "
             "Adam (`covseg.paper.timing`: fp32 and bf16 in turn, fastest of 5 after a warm-up each; a "
             "timing, not training; a load "
-            f"above {os.cpu_count()} means other work shared the cores and slowed the step):\n\n"
+            "above the machine's core count means other work shared the cores and slowed the step):\n\n"
             + "\n".join(lines) + f"\n\nThe eight Table VIII networks take {total:.2f} s for one step "
             f"each, so {plan.budget_steps:,} steps each cost about {total * plan.budget_steps / 3600:.1f} h "
             "of training for Table VIII's fold-4 runs (scoring and the data pipeline come on top; the "

@@ -40,7 +40,10 @@ def step_seconds(name: str, batch: int, crop: int, repeats: int = 5) -> dict[str
 
 
 def step_time_rows(names: list[str], batch: int, crop: int, threads: int | None = None) -> list[dict]:
-    """One row a network: seconds a step per precision, the faster one, the load at the time."""
+    """One row a network: seconds a step per precision, the faster one, the load at the time and
+    the machine (the record outlives it: runs/paper is kept in git)."""
+    from covseg.runtime import cpu_description
+
     set_threads(threads)
     rows = []
     for name in names:
@@ -48,5 +51,6 @@ def step_time_rows(names: list[str], batch: int, crop: int, threads: int | None 
         row["chosen"] = min(("fp32", "bf16"), key=lambda p: row.get(p, float("inf")))
         row["seconds"] = row[row["chosen"]]
         row["load"] = round(os.getloadavg()[0], 2)
+        row["machine"] = cpu_description()
         rows.append(row)
     return rows
