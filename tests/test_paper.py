@@ -66,6 +66,38 @@ def test_tiny_plan_fills_every_table_and_never_repeats_a_run(data_dir, tmp_path,
     assert f"## Step times, and the budget\n\nMeasured on {machine}." in page  # named, not "this CPU"
 
 
+def test_the_tables_say_what_they_lack_and_runs_are_served_in_order(data_dir, tmp_path):
+    """From the cache alone: each run once, with every score it owes (Table VIII's fold-4 runs
+    also owe IX and XI), the rotation only once VIII is scored; one job takes Table VIII first and
+    the cheapest first, several take the dearest first."""
+    from covseg.paper.reproduce import _ordered, wanted
+
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text(yaml.safe_dump(TINY))
+    groups = wanted(load_plan(plan_path), tmp_path / "runs", None)
+    by_name = {name: (order, [w.kind for w in wants]) for name, order, wants in groups}
+    anamnet_f4 = [n for n in by_name if n.startswith("anamnet-") and by_name[n][0] == 0]
+    assert len(anamnet_f4) == 1 and by_name[anamnet_f4[0]][1] == ["scores", "scores", "perturbed"]
+    assert sorted(order for order, _ in by_name.values()) == [0, 0, 0, 3, 3, 3, 4, 6]  # VIII x3,
+    assert len(by_name) == len(groups)  # X's other three, VII, thesis: no rotation before VIII
+    seconds = {"anamnet": 3.0, "enet": 1.0, "lednet": 2.0, "mobilenetv2_unet": 9.0}
+    one = [wants[0].cfg.model for wants in _ordered(groups, seconds, jobs=1)]
+    assert one[:3] == ["enet", "lednet", "anamnet"] and one[-1] == "mobilenetv2_unet"
+    assert [wants[0].cfg.model for wants in _ordered(groups, seconds, jobs=4)][0] == "mobilenetv2_unet"
+    assert wanted(load_plan(plan_path), tmp_path / "runs", ["IV"]) == []  # IV trains nothing
+
+
+def test_runs_train_side_by_side_in_their_own_processes(data_dir, tmp_path):
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text(yaml.safe_dump(TINY))
+    runs = tmp_path / "runs"
+    reproduce(plan_path, runs, tmp_path / "paper.md", only=["X"], progress=False, jobs=2)
+    page = (tmp_path / "paper.md").read_text()
+    table_x = page.split("## Table X", 1)[1].split("\n## ", 1)[0]
+    assert "pending" not in table_x.lower() and "no AD blocks, plain CE" in table_x
+    assert len(list(runs.glob("anamnet-*/model.json"))) == 4
+
+
 def test_a_run_stopped_on_another_machine_starts_over_without_its_old_log(data_dir, tmp_path):
     """Its checkpoint stayed behind (git keeps only the records): the log it left must not be
     continued by a fresh run, or the loss curve would mix two runs."""

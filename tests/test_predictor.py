@@ -98,6 +98,29 @@ def test_auto_precision_follows_the_cpu_and_can_be_turned_off(tmp_path, monkeypa
         assert seg.precision == "fp32"
 
 
+def test_the_device_is_the_gpu_only_where_there_is_one(monkeypatch):
+    """Training and the torch backend run on compute_device(): the CPU on a machine without a GPU
+    whatever COVSEG_DEVICE says short of "cuda", which then fails loudly instead of training on the
+    CPU while a record claims a GPU."""
+    import torch
+
+    from covseg.runtime import compute_device, cpu_description, machine_description
+
+    for choice in ("auto", "cpu"):
+        monkeypatch.setenv("COVSEG_DEVICE", choice)
+        expected = "cuda" if torch.cuda.is_available() and choice != "cpu" else "cpu"
+        assert compute_device().type == expected
+    monkeypatch.setenv("COVSEG_DEVICE", "cpu")
+    assert machine_description() == cpu_description()
+    monkeypatch.setenv("COVSEG_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="choose one of auto, cpu, cuda"):
+        compute_device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("COVSEG_DEVICE", "cuda")
+        with pytest.raises(RuntimeError, match="sees no GPU"):
+            compute_device()
+
+
 def test_evaluate_takes_several_weights_as_one_ensemble(tmp_path, cli, data_dir):
     _segmenter(tmp_path)
     w = tmp_path / "w.pt"

@@ -168,7 +168,7 @@ def _cmd_paper(args: argparse.Namespace) -> int:
     from covseg.paper import reproduce
 
     doc = reproduce(args.plan, args.runs, args.doc, only=args.only, budget=args.budget,
-                    max_slices=args.max_slices)
+                    max_slices=args.max_slices, jobs=args.jobs)
     print(f"wrote {doc}")
     return 0
 
@@ -362,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", type=Path, default=Path("configs/paper/protocol.yaml"))
     p.add_argument("--runs", type=Path, default=Path("runs/paper"), help="the run cache")
     p.add_argument("--doc", type=Path, default=Path("docs/paper.md"), help="the page to write")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained side by side, each in its "
+                   "own process with its share of the cores (a GPU machine; default: 1)")
 
     p = add("tune", _cmd_tune, "choose the post-processing (decision margin, smallest lesion) "
             "on held-out folds")

@@ -39,6 +39,41 @@ def cpu_description() -> str:
             f"{cpu_capability()}, {torch.get_num_threads()} threads")
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def compute_device():
+    """Where covseg's PyTorch work (training, the torch backend) runs: the GPU when one is
+    visible, else the CPU; COVSEG_DEVICE=cpu|cuda forces one. Decided here, once per call, and
+    recorded by the callers (`machine_description`).
+
+    On a GPU, TF32 is turned off, so "fp32" means fp32 there as on the CPU: the precision choice
+    stays between fp32 and bf16, timed, and a third arithmetic never enters a record silently.
+    """
+    import torch
+
+    choice = os.environ.get("COVSEG_DEVICE", "auto")
+    if choice not in DEVICES:
+        raise ValueError(f"COVSEG_DEVICE={choice}: choose one of {', '.join(DEVICES)}")
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("COVSEG_DEVICE=cuda, but PyTorch sees no GPU here")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def machine_description() -> str:
+    """The CPU (`cpu_description`) and, where PyTorch work runs on one, the GPU."""
+    import torch
+
+    device = compute_device()
+    if device.type != "cuda":
+        return cpu_description()
+    return f"{torch.cuda.get_device_name(device)} GPU, with {cpu_description()}"
+
+
 def has_fast_bf16() -> bool:
     """True when the CPU executes bf16 matrix work natively (oneDNN says so).
 

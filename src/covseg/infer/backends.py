@@ -19,7 +19,7 @@ import torch
 from covseg.errors import InputError
 from covseg.models import input_multiple
 from covseg.models.weights import DEFAULT_INT8, load_model, sha256
-from covseg.runtime import BACKENDS, autocast, resolve_precision
+from covseg.runtime import BACKENDS, autocast, compute_device, resolve_precision
 
 
 class Backend(Protocol):
@@ -48,18 +48,23 @@ def onnx_session(path: Path, threads: int | None, arena: bool = True):
 
 
 class TorchBackend:
-    """PyTorch in channels-last memory, under the chosen precision's autocast."""
+    """PyTorch in channels-last memory, under the chosen precision's autocast, on
+    `covseg.runtime.compute_device()` (the GPU where there is one; "auto" precision is bf16 on
+    a GPU, which all have it natively, and as on the CPU otherwise)."""
 
     name = "torch"
 
     def __init__(self, model: torch.nn.Module, precision: str, file_sha256: str) -> None:
-        self.model = model.to(memory_format=torch.channels_last)
-        self.precision, self.file_sha256 = resolve_precision(precision), file_sha256
+        self.device = compute_device()
+        self.model = model.to(self.device, memory_format=torch.channels_last)
+        cuda = self.device.type == "cuda"
+        self.precision = "bf16" if cuda and precision == "auto" else resolve_precision(precision)
+        self.file_sha256 = file_sha256
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode(), autocast(self.precision):
-            t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-            return self.model(t).float().numpy()
+        with torch.inference_mode(), autocast(self.precision, self.device.type):
+            t = torch.from_numpy(x).to(self.device).contiguous(memory_format=torch.channels_last)
+            return self.model(t).float().cpu().numpy()
 
 
 class OnnxBackend:

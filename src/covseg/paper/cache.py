@@ -8,7 +8,8 @@ rendering the tables afterwards costs no network time. The small records (logs, 
 model.json) are committed with the repository and outlive the machine; the weights are not
 (git ignores `*.pt`), so a score is computed while its run's weights are on this machine and a
 run is trained again only when a score it lacks is asked for. With `execute` False nothing is
-trained or scored: what is missing comes back as None ("pending").
+trained or scored: what is missing comes back as None ("pending") and is noted in `wants`, so
+`covseg paper` can learn what a table set still needs before it fills it (covseg.paper.reproduce).
 """
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ import hashlib
 import datetime
 import json
 import time
-from dataclasses import MISSING, asdict, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 
 from covseg.evaluate import evaluate_model
 from covseg.infer import LesionSegmenter
 from covseg.paper.perturb import perturbed_scores
-from covseg.runtime import cpu_description
+from covseg.runtime import machine_description
 from covseg.train import train
 from covseg.train.config import DataConfig, TrainConfig
 from covseg.train.callbacks import CHECKPOINT, LOG, WEIGHTS
@@ -67,9 +68,20 @@ def _write_json(path: Path, record: dict) -> None:
     tmp.replace(path)
 
 
+@dataclass
+class Want:
+    """A score a table asked for that the cache lacks: the run, and the RunCache call (`kind`,
+    "scores" or "perturbed", with its arguments after the config) that fills it."""
+
+    cfg: TrainConfig
+    kind: str
+    args: tuple
+
+
 class RunCache:
     def __init__(self, root: str | Path, execute: bool = True, progress: bool = True):
         self.root, self.execute, self.progress = Path(root), execute, progress
+        self.wants: list[Want] = []
 
     def folder(self, cfg: TrainConfig) -> Path:
         return self.root / f"{cfg.model.replace('+', 'p')}-{config_hash(cfg)}"
@@ -90,7 +102,7 @@ class RunCache:
             train(cfg, out, resume=resume, force=not resume, progress=self.progress)
             _write_json(path.with_suffix(".json"), {  # what load_model builds the network from
                 "name": out.name, "model": cfg.model, "model_args": cfg.model_args,
-                "trained_on": asdict(cfg.data), "machine": cpu_description(),
+                "trained_on": asdict(cfg.data), "machine": machine_description(),
                 "finished": datetime.date.today().isoformat()})
         (out / CHECKPOINT).unlink(missing_ok=True)  # finished: Adam's moments triple the weights
         return path
@@ -107,11 +119,12 @@ class RunCache:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def _cached(self, cfg: TrainConfig, kind: str, key: object, compute) -> dict | None:
+    def _cached(self, cfg: TrainConfig, kind: str, key: object, compute, want: Want) -> dict | None:
         path = self.folder(cfg) / f"{kind}-{digest(key)}.json"
         if path.is_file():
             return json.loads(path.read_text())
         if not self.execute:
+            self.wants.append(want)
             return None
         weights = self.weights(cfg)
         if weights is None:
@@ -127,11 +140,13 @@ class RunCache:
         def compute(segmenter: LesionSegmenter) -> dict:
             ev = evaluate_model(data=test, limit=limit, segmenter=segmenter)
             return {"slices": len(ev.rows), "per_slice": ev.mean_per_slice(), "pooled": ev.pooled()}
-        return self._cached(cfg, "eval", {"data": changed(test), "limit": limit}, compute)
+        return self._cached(cfg, "eval", {"data": changed(test), "limit": limit}, compute,
+                            Want(cfg, "scores", (test, limit)))
 
     def perturbed(self, cfg: TrainConfig, test: DataConfig, etas: list[float], draws: int,
                   limit: int | None) -> dict | None:
         """Table XI's scores of the run with its weights perturbed (covseg.paper.perturb)."""
         key = {"data": changed(test), "limit": limit, "etas": etas, "draws": draws}
         return self._cached(cfg, "perturb", key, lambda seg: {
-            "etas": perturbed_scores(seg, test, etas, draws, limit)})
+            "etas": perturbed_scores(seg, test, etas, draws, limit)},
+            Want(cfg, "perturbed", (test, etas, draws, limit)))

@@ -9,7 +9,7 @@ from covseg.paper.cache import EVAL_PRECISION, RunCache
 from covseg.paper.plan import Plan, schedule
 from covseg.paper.tables import (Row, collect_iv, collect_ix, collect_rotation, collect_step_times,
                                  collect_thesis, collect_vii, collect_viii, collect_x, collect_xi)
-from covseg.runtime import cpu_description
+from covseg.runtime import machine_description
 
 
 def _protocol(plan: Plan) -> str:
@@ -141,7 +141,7 @@ def build_page(plan: Plan, cache: RunCache, command: str) -> str:
     rows = [*viii, *vii, *x, *thesis, *[r for rs in (rotation or {}).values() for r in rs]]
     parts = [
         "# The paper's comparison under one protocol: Tables IV and VII-XI\n",
-        f"Written by `{command}` ({today}) on {cpu_description()}. Do not edit by hand: rerun the "
+        f"Written by `{command}` ({today}) on {machine_description()}. Do not edit by hand: rerun the "
         "command (it resumes from `runs/paper/`, whose records are kept in the repository).\n",
         _machines(cache, rows),
         _protocol(plan), _step_times(plan, collect_step_times(plan, cache)),

@@ -17,12 +17,14 @@ from covseg.train.config import DataConfig
 
 
 def perturb_(model: torch.nn.Module, original: dict[str, torch.Tensor], eta: float, seed: int) -> None:
-    """Set `model`'s parameters to `original` * (1 + eta * u), in place."""
+    """Set `model`'s parameters to `original` * (1 + eta * u), in place. u is drawn on the CPU
+    whatever device the model is on, so a draw is the same numbers on every machine."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
             base = original[name]
-            param.copy_(base * (1 + eta * torch.rand(base.shape, generator=gen, dtype=base.dtype)))
+            u = torch.rand(base.shape, generator=gen, dtype=base.dtype).to(base.device)
+            param.copy_(base * (1 + eta * u))
 
 
 def perturbed_scores(segmenter: LesionSegmenter, test: DataConfig, etas: list[float], draws: int,

@@ -58,10 +58,14 @@ def launched_by_torchrun() -> bool:
 def setup() -> Dist:
     """Join the process group torchrun describes: nccl on this process's GPU, gloo on CPU.
 
-    Outside torchrun nothing is initialised. A group someone else already started is reused.
+    Outside torchrun nothing is initialised and the one process trains on
+    `covseg.runtime.compute_device()` (the GPU when there is one). A group someone else already
+    started is reused.
     """
     if not launched_by_torchrun():
-        return Dist()
+        from covseg.runtime import compute_device
+
+        return Dist(device=compute_device())
     if not dist.is_available():
         raise RuntimeError("launched by torchrun, but this torch build has no torch.distributed")
     local_rank = int(os.environ["LOCAL_RANK"])
