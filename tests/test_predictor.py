@@ -104,6 +104,7 @@ def test_the_device_is_the_gpu_only_where_there_is_one(monkeypatch):
     CPU while a record claims a GPU."""
     import torch
 
+    from covseg.errors import InputError
     from covseg.runtime import compute_device, cpu_description, machine_description
 
     for choice in ("auto", "cpu"):
@@ -113,11 +114,11 @@ def test_the_device_is_the_gpu_only_where_there_is_one(monkeypatch):
     monkeypatch.setenv("COVSEG_DEVICE", "cpu")
     assert machine_description() == cpu_description()
     monkeypatch.setenv("COVSEG_DEVICE", "tpu")
-    with pytest.raises(ValueError, match="choose one of auto, cpu, cuda"):
+    with pytest.raises(InputError, match="choose one of auto, cpu, cuda"):
         compute_device()
     if not torch.cuda.is_available():
         monkeypatch.setenv("COVSEG_DEVICE", "cuda")
-        with pytest.raises(RuntimeError, match="sees no GPU"):
+        with pytest.raises(InputError, match="sees no GPU"):
             compute_device()
 
 

@@ -52,13 +52,15 @@ def compute_device():
     """
     import torch
 
+    from covseg.errors import InputError
+
     choice = os.environ.get("COVSEG_DEVICE", "auto")
     if choice not in DEVICES:
-        raise ValueError(f"COVSEG_DEVICE={choice}: choose one of {', '.join(DEVICES)}")
+        raise InputError(f"COVSEG_DEVICE={choice}: choose one of {', '.join(DEVICES)}")
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError("COVSEG_DEVICE=cuda, but PyTorch sees no GPU here")
+        raise InputError("COVSEG_DEVICE=cuda, but PyTorch sees no GPU here: unset it or use cpu")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     return torch.device("cuda", torch.cuda.current_device())
