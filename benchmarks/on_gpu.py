@@ -136,12 +136,13 @@ def _train(env: dict, out: Path, seconds: int, configs: list[Path], machine: str
     """Each config in its own `covseg train` process, side by side (resumed where an earlier
     call stopped it); the finished runs back whole, as one tar in parts (train.tar.000, ...)."""
     deadline = time.monotonic() + seconds
-    procs = {}
+    procs, logs = {}, []
     for cfg in configs:
         folder = STAGE / "runs" / cfg.stem
         folder.mkdir(parents=True, exist_ok=True)
         resume = ["--resume"] if (folder / "last.pt").exists() else []
         log = open(folder / "train.log", "a")
+        logs.append(log)
         procs[folder] = subprocess.Popen(
             [sys.executable, "-m", "covseg", "train", str(cfg), "--output", str(folder), *resume],
             env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -153,6 +154,7 @@ def _train(env: dict, out: Path, seconds: int, configs: list[Path], machine: str
             proc.terminate()  # its checkpoint stays for the next call
             code = proc.wait()
         print(f"{folder.name}: exit {code}", flush=True)
+        logs.pop(0).close()
         if code == 0:
             (folder / "machine.txt").write_text(machine + "\n")
             finished.append(folder)
