@@ -63,7 +63,7 @@ def compute_device():
         raise InputError("COVSEG_DEVICE=cuda, but PyTorch sees no GPU here: unset it or use cpu")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cuda")  # the current GPU when used (no CUDA context made here)
 
 
 def machine_description() -> str:
@@ -92,12 +92,22 @@ def has_fast_bf16() -> bool:
         return False
 
 
-def resolve_precision(precision: str = "auto") -> str:
-    """"auto" -> "bf16" where the CPU has native bf16, else "fp32"; other values are checked."""
+def has_native_bf16(device_type: str = "cpu") -> bool:
+    """`has_fast_bf16` for the CPU; a GPU's own answer for "cuda" (COVSEG_NO_BF16 holds there too)."""
+    if device_type != "cuda":
+        return has_fast_bf16()
+    import torch
+
+    return not os.environ.get("COVSEG_NO_BF16") and torch.cuda.is_bf16_supported()
+
+
+def resolve_precision(precision: str = "auto", device_type: str = "cpu") -> str:
+    """"auto" -> "bf16" where the device (`device_type`, as torch names it) has native bf16,
+    else "fp32"; other values are checked."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "bf16" if has_fast_bf16() else "fp32"
+        return "bf16" if has_native_bf16(device_type) else "fp32"
     return precision
 
 
@@ -116,15 +126,15 @@ def autocast(precision: str, device_type: str = "cpu") -> contextlib.AbstractCon
 
 
 def fastest_precision(step: Callable[[str], None], repeats: int = 3,
-                      candidates: list[str] | None = None) -> tuple[str, dict[str, float]]:
-    """Time `step(precision)` for fp32 and, where native, bf16; the faster one and the times.
+                      device_type: str = "cpu") -> tuple[str, dict[str, float]]:
+    """Time `step(precision)` for fp32 and, where the device has it natively, bf16; the faster
+    one and the times.
 
     The first call of each is a warm-up (oneDNN picks its kernels then). The candidates take
     turns and each keeps its fastest time, so a burst of other work on the machine slows both
-    alike instead of deciding the choice. `candidates` replaces this CPU's (a GPU's own list).
+    alike instead of deciding the choice.
     """
-    if candidates is None:
-        candidates = ["fp32", "bf16"] if has_fast_bf16() else ["fp32"]
+    candidates = ["fp32", "bf16"] if has_native_bf16(device_type) else ["fp32"]
     for precision in candidates:
         step(precision)
     seconds = {p: float("inf") for p in candidates}

@@ -49,16 +49,15 @@ def onnx_session(path: Path, threads: int | None, arena: bool = True):
 
 class TorchBackend:
     """PyTorch in channels-last memory, under the chosen precision's autocast, on
-    `covseg.runtime.compute_device()` (the GPU where there is one; "auto" precision is bf16 on
-    a GPU, which all have it natively, and as on the CPU otherwise)."""
+    `covseg.runtime.compute_device()` (the GPU where there is one; "auto" precision is decided
+    for that device)."""
 
     name = "torch"
 
     def __init__(self, model: torch.nn.Module, precision: str, file_sha256: str) -> None:
         self.device = compute_device()
         self.model = model.to(self.device, memory_format=torch.channels_last)
-        cuda = self.device.type == "cuda"
-        self.precision = "bf16" if cuda and precision == "auto" else resolve_precision(precision)
+        self.precision = resolve_precision(precision, self.device.type)
         self.file_sha256 = file_sha256
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

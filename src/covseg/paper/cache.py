@@ -108,7 +108,7 @@ class RunCache:
         return path
 
     def machine(self, cfg: TrainConfig) -> str | None:
-        """The CPU the run was trained on (None before it has finished)."""
+        """The machine the run was trained on, its GPU too (None before it has finished)."""
         path = (self.folder(cfg) / WEIGHTS).with_suffix(".json")  # written beside the weights
         return json.loads(path.read_text()).get("machine") if path.is_file() else None
 

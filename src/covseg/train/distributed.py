@@ -58,19 +58,21 @@ def launched_by_torchrun() -> bool:
 def setup() -> Dist:
     """Join the process group torchrun describes: nccl on this process's GPU, gloo on CPU.
 
-    Outside torchrun nothing is initialised and the one process trains on
-    `covseg.runtime.compute_device()` (the GPU when there is one). A group someone else already
-    started is reused.
+    The device is `covseg.runtime.compute_device()`'s (the GPU when there is one, as
+    COVSEG_DEVICE says, with its arithmetic settled there); under torchrun, this rank's GPU.
+    Outside torchrun nothing is initialised. A group someone else already started is reused.
     """
-    if not launched_by_torchrun():
-        from covseg.runtime import compute_device
+    from covseg.runtime import compute_device
 
-        return Dist(device=compute_device())
+    device = compute_device()
+    if not launched_by_torchrun():
+        return Dist(device=device)
     if not dist.is_available():
         raise RuntimeError("launched by torchrun, but this torch build has no torch.distributed")
     local_rank = int(os.environ["LOCAL_RANK"])
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    cuda = device.type == "cuda"
+    if cuda:
+        device = torch.device("cuda", local_rank)
     owns = not dist.is_initialized()
     if owns:
         if cuda:

@@ -55,7 +55,7 @@ def _precision(cfg: TrainConfig, model: torch.nn.Module, loss_fn, x: torch.Tenso
     """The precision this run trains in: as configured, or the faster one timed on a copy.
 
     The copy keeps the timing steps (which move BatchNorm statistics) out of the real model.
-    On a GPU the candidates are the GPU's, and each timed step waits for the GPU to finish.
+    On a GPU bf16 is a candidate where the GPU has it, and each timed step waits for the GPU.
     """
     if cfg.precision != "auto":
         return resolve_precision(cfg.precision), {}
@@ -70,8 +70,7 @@ def _precision(cfg: TrainConfig, model: torch.nn.Module, loss_fn, x: torch.Tenso
         if cuda:
             torch.cuda.synchronize(x.device)
 
-    gpu = (["fp32", "bf16"] if torch.cuda.is_bf16_supported() else ["fp32"]) if cuda else None
-    return fastest_precision(step, candidates=gpu)
+    return fastest_precision(step, device_type=x.device.type)
 
 
 def _freeze_batchnorm(model: nn.Module) -> None:
