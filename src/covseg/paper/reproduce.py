@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import NamedTuple
 
 from covseg.errors import InputError
 from covseg.io.outputs import batch_lock
@@ -32,6 +33,14 @@ NEEDS: list[tuple[str, Callable[[Plan, RunCache], object]]] = [
     ("X", tables.collect_x), ("VII", tables.collect_vii),
     ("VIII", lambda plan, cache: tables.collect_rotation(plan, cache, tables.collect_viii(plan, cache))),
     ("thesis", tables.collect_thesis)]
+
+
+class RunWants(NamedTuple):
+    """One run's missing scores: its folder's name, the first table (NEEDS index) that asked."""
+
+    name: str
+    order: int
+    wants: list[Want]
 
 
 def reproduce(plan: str | Path = DEFAULT_PLAN, runs: str | Path = "runs/paper",
@@ -67,9 +76,9 @@ def reproduce(plan: str | Path = DEFAULT_PLAN, runs: str | Path = "runs/paper",
         seconds = {r["model"]: r["seconds"] for r in tables.collect_step_times(the_plan, work)}
         write()
         served: set[str] = set()
-        while groups := [g for g in wanted(the_plan, root, only) if g[0] not in served]:
+        while groups := [g for g in wanted(the_plan, root, only) if g.name not in served]:
             # a run that fails raises; one served that still wants (it cannot) is not retried
-            served.update(name for name, _, _ in groups)
+            served.update(g.name for g in groups)
             for name in _fill_all(root, _ordered(groups, seconds, jobs), jobs, progress):
                 if progress and jobs > 1:
                     print(f"covseg paper: {name} done", file=sys.stderr, flush=True)
@@ -80,8 +89,8 @@ def reproduce(plan: str | Path = DEFAULT_PLAN, runs: str | Path = "runs/paper",
     return doc
 
 
-def wanted(plan: Plan, root: Path, only: list[str] | None) -> list[tuple[str, int, list[Want]]]:
-    """What the selected tables still lack, by run: (run folder, serving order, its wants)."""
+def wanted(plan: Plan, root: Path, only: list[str] | None) -> list[RunWants]:
+    """What the selected tables still lack, by run."""
     probe = RunCache(root, execute=False)
     groups: dict[str, tuple[int, list[Want]]] = {}
     seen: set[str] = set()
@@ -96,17 +105,16 @@ def wanted(plan: Plan, root: Path, only: list[str] | None) -> list[tuple[str, in
             if key not in seen:
                 seen.add(key)
                 groups.setdefault(name, (order, []))[1].append(want)
-    return [(name, order, wants) for name, (order, wants) in groups.items()]
+    return [RunWants(name, order, wants) for name, (order, wants) in groups.items()]
 
 
-def _ordered(groups: list[tuple[str, int, list[Want]]], seconds: dict[str, float],
-             jobs: int) -> list[list[Want]]:
+def _ordered(groups: list[RunWants], seconds: dict[str, float], jobs: int) -> list[list[Want]]:
     """One job: by table, then cheapest first (the most runs finished in a session's hours).
     Several: dearest first, so the last to finish is a short one."""
-    def cost(group: tuple[str, int, list[Want]]) -> float:
-        return seconds.get(group[2][0].cfg.model, 0.0)
-    ranked = sorted(groups, key=(lambda g: (g[1], cost(g))) if jobs == 1 else (lambda g: -cost(g)))
-    return [wants for _, _, wants in ranked]
+    def cost(group: RunWants) -> float:
+        return seconds.get(group.wants[0].cfg.model, 0.0)
+    ranked = sorted(groups, key=(lambda g: (g.order, cost(g))) if jobs == 1 else (lambda g: -cost(g)))
+    return [g.wants for g in ranked]
 
 
 def fill(root: Path, wants: list[Want], progress: bool = True, threads: int | None = None) -> str:
