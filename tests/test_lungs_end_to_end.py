@@ -2,11 +2,12 @@
 `covseg.segment` as a user would (docs/results.md, "Lungs"; full figures by benchmarks/end_to_end.py).
 
 16 slices evenly spaced through fold 4 (never trained on). Measured with the shipped models on
-them (2026-12-01, the lung model with MedSeg's training pictures, its mean over four quarter
-turns, the lesion model's mean over four flips): lung Dice 0.9655, reference lesion pixels inside
-92.67 %, abnormal Dice 0.559 upright, 0.559 turned a quarter (on all 381 slices the two differ
-by 0.002; 16 slices are noisier, hence 0.05 here); the floors sit a little under the measured
-values, so only a real loss trips them.
+them (2026-12-02, the lung model with MedSeg's training pictures, its mean over four quarter
+turns and its closer look at the lungs' box, the lesion model's mean over four flips): lung Dice
+0.9656, reference lesion pixels inside 98.00 % (92.67 % before the closer look), abnormal Dice
+0.623 upright, 0.616 turned a quarter (on all 381 slices the two differ by 0.002; 16 slices are
+noisier, hence 0.05 here); the floors sit a little under the measured values, so only a real
+loss trips them.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from PIL import Image
 
 import covseg
 
-MEDSEG_FLOORS = (95.0, 0.47)  # lesion pixels inside %, abnormal Dice per slice (measured 96.65, 0.517)
+MEDSEG_FLOORS = (95.0, 0.47)  # lesion pixels inside %, abnormal Dice per slice (measured 96.65, 0.513)
 
 
 def _fold4(root, count=16):
@@ -55,9 +56,9 @@ def test_ma20_pictures_keep_their_lungs_and_lesions(data_dir, tmp_path):
     lung_dice = 2 * tp / (pred_lung + ref_lung)
     inside_pct = 100 * inside / ref_les
     assert lung_dice >= 0.95, lung_dice
-    assert inside_pct >= 91.5, inside_pct
+    assert inside_pct >= 97.0, inside_pct
     upright, turned = float(np.mean(dice[0])), float(np.mean(dice[1]))
-    assert upright >= 0.5, upright
+    assert upright >= 0.58, upright
     print(f"lung Dice {lung_dice:.4f}, lesion inside {inside_pct:.2f} %, abnormal Dice upright "
           f"{upright:.4f}, turned {turned:.4f}")
     assert abs(upright - turned) < 0.05, (upright, turned)  # a quarter turn changes little

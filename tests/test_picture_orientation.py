@@ -27,8 +27,9 @@ def test_the_lung_model_gives_a_turned_picture_the_turned_lungs(picture):
     for k in (1, 2, 3):
         turned = model.probabilities(np.ascontiguousarray(np.rot90(image, k, axes=(1, 2))), "display")
         back = np.rot90(turned, -k, axes=(1, 2))
-        # CLAHE's tiles and the resampling are not exactly turn-equivariant: close, not equal
-        assert np.abs(back - upright).max() < 0.1, k
+        # CLAHE's tiles and the resampling are not exactly turn-equivariant, and the closer
+        # look's box (from the first look) moves by a few pixels with them: close, not equal
+        assert np.abs(back - upright).mean() < 0.005, k
         assert ((back > 0.5) != (upright > 0.5)).sum() <= 0.005 * (upright > 0.5).sum(), k
 
 

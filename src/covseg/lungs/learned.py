@@ -21,11 +21,14 @@ from covseg.intensity import Intensity
 from covseg.preprocess.contract import enhance
 from covseg.preprocess.resample import resize_planes
 from covseg.labels import LEFT, RIGHT
+from covseg.lungs.box import mask_box
 from covseg.lungs.threshold import close_and_fill, largest_components, split_left_right
 
 DEFAULT_LUNG_WEIGHTS = WEIGHTS_DIR / "lungs_ma20_medseg.pt"
 LUNG_MODEL_PX = 128
 LUNG_THRESHOLD = 0.5
+CLOSER_MARGIN = 0.10  # of the lungs' box side, kept around it for the closer look
+CLOSER_AREA = 0.8  # a box over this share of the plane: the picture is cut to its lungs already
 
 
 class LungModel:
@@ -42,8 +45,34 @@ class LungModel:
         return cls()
 
     def probabilities(self, stack: np.ndarray, intensity: Intensity | str) -> np.ndarray:
-        """Lung probability per pixel, at the stack's own size: the mean over the four quarter
-        turns of the input, since a picture may come in any of them.
+        """Lung probability per pixel, at the stack's own size: a look at the whole plane, then a
+        closer look at the lungs' box, where the larger of the two is kept.
+
+        At 128 pixels across a whole 512-pixel slice the model sees the pleura 4 pixels to one;
+        cut to the lungs' square box (as MedSeg's pictures are cut, which it learned) it sees them
+        up to 1.5 times finer, and more of the disease against the wall comes inside. On 96
+        evenly spaced ma20 fold-4 pictures (lung Dice pooled / reference lesion pixels inside):
+        one look 0.9699 / 95.14 %; the closer look replacing the first 0.9704 / 96.23 %, averaged
+        with it 0.9725 / 95.92 %, the larger of the two 0.9709 / 97.23 % (chosen: most disease
+        inside; the paper's lesion-free slice 292 stays at 0.00 %). All 381 fold-4 pictures:
+        0.9727 / 97.26 % against 0.9698 / 94.91 % (docs/results.md, "Lungs"). A picture already
+        cut to its lungs gets no second look: it would see the same.
+        """
+        prob = self._look(stack, intensity)
+        box = mask_box(largest_components(prob > LUNG_THRESHOLD, keep_ratio=0.05))
+        if box is None:
+            return prob
+        ys, xs = _square(box[1:], stack.shape[1:])
+        h, w = stack.shape[1:]
+        if (ys.stop - ys.start) * (xs.stop - xs.start) > CLOSER_AREA * h * w:
+            return prob
+        closer = self._look(np.ascontiguousarray(stack[:, ys, xs]), intensity)
+        np.maximum(prob[:, ys, xs], closer, out=prob[:, ys, xs])
+        return prob
+
+    def _look(self, stack: np.ndarray, intensity: Intensity | str) -> np.ndarray:
+        """One look: the mean over the four quarter turns of the input, since a picture may
+        come in any of them.
 
         With this model, on medseg100's 10 held-out training pictures (lesion pixels inside /
         abnormal Dice per slice): maximum 99.15 % / 0.6165, mean 98.50 % / 0.6214, one view
@@ -82,3 +111,15 @@ class LungModel:
                 filled = close_and_fill(split == label, everywhere, 1)[0]
                 sides[z][filled & (sides[z] == 0)] = label
         return sides
+
+
+def _square(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice, slice]:
+    """The lungs' box grown by the margin to a square about its centre, shifted (then cut) to
+    lie in the plane: a square needs no padding, so a turned picture gets the turned crop."""
+    (ys, xs), side = box, max(box[0].stop - box[0].start, box[1].stop - box[1].start)
+    side = int(side * (1 + 2 * CLOSER_MARGIN))
+    out = []
+    for s, n in zip((ys, xs), shape):
+        start = min(max((s.start + s.stop - side) // 2, 0), max(n - side, 0))
+        out.append(slice(start, min(start + side, n)))
+    return out[0], out[1]
