@@ -4,7 +4,7 @@ Nothing of covseg's evaluator is used: the pictures are written with Pillow, seg
 the public API exactly as `covseg segment slice.png` would, and Dice is computed here with numpy.
 
     python benchmarks/end_to_end.py ma20 [--limit N] [--variant NAME ...] [--reference-lungs]
-                                         [--own-intensity]
+                                         [--own-intensity] [--fold K]
     python benchmarks/end_to_end.py medseg [--variant stored upright ...]
 
 --reference-lungs gives covseg the data set's lung mask (`covseg.segment(..., lung_mask=...)`,
@@ -12,7 +12,9 @@ the paper's protocol) instead of its own; --own-intensity tells covseg the pictu
 ma20-enhanced (a `Scan` with `Intensity.ENHANCED`), else it is a user's picture and is
 enhanced again, as `covseg segment slice.png` does.
 
-ma20 fold 4 (never trained on): reference lungs and infection masks from the data set.
+ma20 fold 4 (never trained on): reference lungs and infection masks from the data set. --fold 3
+measures a lung model trained on folds 1-2, for choosing one without fold 4; its lesion figures
+are not held out (the shipped lesion model learned fold 3).
 medseg100 test: reference infection masks (no lung masks exist). Variants change the picture the
 way users' pictures differ (turned, mirrored, cropped, scaled, re-windowed); the reference is
 changed alongside and the prediction compared on the original grid where the change is invertible.
@@ -135,13 +137,13 @@ def summarise(rows: list[dict], seconds: float) -> dict:
     return s
 
 
-def ma20_cases(limit: int | None):
+def ma20_cases(limit: int | None, fold: int = 4):
     import csv
     root = DATA / "ma20"
     idx = []
     with open(root / "blocks.csv", newline="") as fh:
         for b in csv.DictReader(fh):
-            if int(b["fold"]) == 4:
+            if int(b["fold"]) == fold:
                 idx.extend(range(int(b["first_index"]), int(b["last_index"]) + 1))
     if limit:  # evenly spaced through the fold, so every block of it is represented
         idx = [idx[k] for k in np.linspace(0, len(idx) - 1, min(limit, len(idx))).astype(int)]
@@ -180,13 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", choices=["train", "held_out", "test"], default="test",
                     help="medseg100 split (train, held_out: for choosing, never the test figures)")
     ap.add_argument("--lung-weights", type=Path, help="a candidate lung model instead of the shipped")
+    ap.add_argument("--lung-threshold", type=float, help="a candidate lung threshold (default: shipped)")
+    ap.add_argument("--fold", type=int, default=4, choices=[1, 2, 3, 4], help="ma20 fold (default 4)")
     args = ap.parse_args(argv)
     if args.lung_weights:  # a candidate lung model, for choosing one: swapped in for this run
         import covseg.lungs.learned as learned
-        learned.DEFAULT_LUNG_WEIGHTS = args.lung_weights.resolve()
-        learned.LungModel.shared = classmethod(lambda cls: cls(args.lung_weights))
+        candidate = learned.LungModel(args.lung_weights)  # loaded here: a bad file stops the run
+        learned.LungModel.shared = classmethod(lambda cls: candidate)
+    if args.lung_threshold is not None:  # a candidate threshold, for choosing one
+        import covseg.lungs.learned as learned
+        learned.LUNG_THRESHOLD = args.lung_threshold
     if args.dataset == "ma20":
-        cases = list(ma20_cases(args.limit))
+        cases = list(ma20_cases(args.limit, args.fold))
         variants = args.variant or ["as-is"]
     else:
         cases = list(medseg_cases(args.limit, args.split))
