@@ -4,7 +4,7 @@ Nothing of covseg's evaluator is used: the pictures are written with Pillow, seg
 the public API exactly as `covseg segment slice.png` would, and Dice is computed here with numpy.
 
     python benchmarks/end_to_end.py ma20 [--limit N] [--variant NAME ...] [--reference-lungs]
-                                         [--own-intensity] [--fold K]
+                                         [--own-intensity] [--fold K] [--lung-weights W]
     python benchmarks/end_to_end.py medseg [--variant stored upright ...]
 
 --reference-lungs gives covseg the data set's lung mask (`covseg.segment(..., lung_mask=...)`,
@@ -185,12 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lung-threshold", type=float, help="a candidate lung threshold (default: shipped)")
     ap.add_argument("--fold", type=int, default=4, choices=[1, 2, 3, 4], help="ma20 fold (default 4)")
     args = ap.parse_args(argv)
+    import covseg.lungs.learned as learned
     if args.lung_weights:  # a candidate lung model, for choosing one: swapped in for this run
-        import covseg.lungs.learned as learned
         candidate = learned.LungModel(args.lung_weights)  # loaded here: a bad file stops the run
         learned.LungModel.shared = classmethod(lambda cls: candidate)
     if args.lung_threshold is not None:  # a candidate threshold, for choosing one
-        import covseg.lungs.learned as learned
         learned.LUNG_THRESHOLD = args.lung_threshold
     if args.dataset == "ma20":
         cases = list(ma20_cases(args.limit, args.fold))
