@@ -67,6 +67,29 @@ def test_config_files_parse_and_reject_typos(tmp_path):
         load_config(bad)
 
 
+def test_a_config_states_only_what_differs_from_its_base(tmp_path):
+    """`base:` lays a file over another: keys replace the base's, `data` merges key by key,
+    and a missing base or a loop is refused, not half read."""
+    (tmp_path / "a.yaml").write_text("name: a\nlr: 0.1\nepochs: 9\n"
+                                     "data: {dataset: ma20, train_folds: [1, 2, 3], test_folds: [4]}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text("base: ../a.yaml\nname: b\nlr: 0.2\n"
+                                             "data: {train_folds: [1, 2], test_folds: [3]}\n")
+    cfg = load_config(tmp_path / "sub" / "b.yaml")
+    assert (cfg.name, cfg.lr, cfg.epochs) == ("b", 0.2, 9)
+    assert (cfg.data.dataset, cfg.data.train_folds, cfg.data.test_folds) == ("ma20", [1, 2], [3])
+    (tmp_path / "c.yaml").write_text("base: gone.yaml\nname: c\n")
+    with pytest.raises(InputError, match="not found.*gone.yaml"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("base: e.yaml\n")
+    (tmp_path / "e.yaml").write_text("base: d.yaml\n")
+    with pytest.raises(InputError, match="loop"):
+        load_config(tmp_path / "d.yaml")
+    (tmp_path / "f.yaml").write_text("base: a.yaml\nlearning_rate: 1\n")
+    with pytest.raises(InputError, match="unknown setting.*learning_rate"):
+        load_config(tmp_path / "f.yaml")
+
+
 def test_a_background_run_stops_at_a_checkpoint_on_kill_and_resumes(data_dir, tmp_path):
     """`nohup covseg train ... &` from a script starts with SIGINT ignored; `kill` (SIGTERM)
     must still stop it as Ctrl-C does: exit 130, a checkpoint kept, and --resume finishes it."""

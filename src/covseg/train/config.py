@@ -127,17 +127,32 @@ def _build(cls, values: dict, where: str):
     return cls(**values)
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a YAML experiment file; unknown keys are errors, so typos do not pass silently."""
-    path = Path(path)
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's settings with its `base:` file's beneath them (a path relative to the
+    file): keys of the file replace the base's, and `data` is merged key by key, so a variant
+    (another fold, a loss) states only what differs."""
     if not path.is_file():
         raise InputError(f"config file not found: {path}")
+    if path.resolve() in seen:
+        raise InputError(f"{path}: its base: chain comes back to it; break the loop")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise InputError(f"{path} is not valid YAML ({exc.__class__.__name__}); fix the file") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path} must hold a mapping of settings")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    merged = _read_yaml(path.parent / str(base), seen + (path.resolve(),))
+    data = {**(merged.get("data") or {}), **(raw.pop("data", None) or {})}
+    return {**merged, **raw, **({"data": data} if data else {})}
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML experiment file; unknown keys are errors, so typos do not pass silently."""
+    path = Path(path)
+    raw = _read_yaml(path)
     data = _build(DataConfig, raw.pop("data", {}) or {}, f"{path} [data]")
     cfg = _build(TrainConfig, raw, str(path))
     cfg.data = data
