@@ -1,10 +1,12 @@
 """Synthetic lesions of known volume in real_ct, through `covseg.segment` (issue 24, item 2).
 
-    python benchmarks/inserted_lesions.py [--weights W]
+    python benchmarks/inserted_lesions.py [--weights W] [--lungs-given]
 
 Each row is one copy of real_ct/example_ct.nii.gz with one insertion (covseg.demo.insert),
 written as NIfTI and segmented as a user's file would be. Found, lung and "changed elsewhere"
-are computed here from the label maps, against the scan without insertions.
+are computed here from the label maps, against the scan without insertions. `--lungs-given`
+hands covseg the lungs of the scan without insertions (which hold every insertion) as the user's
+lung mask: what the lesion model finds when the lung mask is not the limit.
 """
 from __future__ import annotations
 
@@ -32,10 +34,14 @@ CASES = [("deep", "round", r, hu) for r in (8, 12) for hu in (-450, -20)] \
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, help="lesion weights (default: the shipped model)")
+    ap.add_argument("--lungs-given", action="store_true",
+                    help="give the lungs of the scan without insertions as the lung mask")
     args = ap.parse_args(argv)
     src = DATA / "real_ct" / "example_ct.nii.gz"
     scan, affine = covseg.read_scan(src), nib.load(src).affine
-    lungs = extract_lungs_hu(scan.array, scan.spacing) > 0
+    labels = extract_lungs_hu(scan.array, scan.spacing)
+    lungs = labels > 0
+    given = labels if args.lungs_given else None
     segmenter = LesionSegmenter(args.weights)
     base = covseg.segment(scan, segmenter=segmenter, pictures=False)
     v = scan.voxel_volume_ml
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                 path = Path(tmp) / "inserted.nii.gz"
                 data = np.transpose(insert(scan.array, region, hu_value), (2, 1, 0))[::-1, ::-1, :]
                 nib.save(nib.Nifti1Image(data.astype(np.int16), affine), path)
-                r = covseg.segment(path, segmenter=segmenter, pictures=False)
+                r = covseg.segment(path, segmenter=segmenter, pictures=False, lung_mask=given)
                 truth = region.sum() * v
                 in_lungs = ((r.labels > 0) & region).sum() * v
                 found = ((r.labels == 1) & region).sum() * v
