@@ -5,6 +5,7 @@ the public API exactly as `covseg segment slice.png` would, and Dice is computed
 
     python benchmarks/end_to_end.py ma20 [--limit N] [--variant NAME ...] [--reference-lungs]
                                          [--own-intensity] [--fold K] [--lung-weights W]
+                                         [--lungs METHOD]
     python benchmarks/end_to_end.py medseg [--variant stored upright ...]
 
 --reference-lungs gives covseg the data set's lung mask (`covseg.segment(..., lung_mask=...)`,
@@ -58,6 +59,11 @@ def variant(name: str, image: np.ndarray, masks: list[np.ndarray]):
         return np.rot90(image, 1), [np.rot90(m, 1) for m in masks], lambda a: np.rot90(a, -1)
     if name == "mirrored":
         return image[:, ::-1], [m[:, ::-1] for m in masks], lambda a: a[:, ::-1]
+    if name in ("masked", "masked-grey"):  # lung-masked as the paper feeds (zero outside the
+        # lungs) or shows slices (its app: the lungs on a light grey); ma20 only (it has lungs)
+        if len(masks) < 2:
+            raise SystemExit(f"variant {name} needs the data set's lung masks (ma20)")
+        return np.where(masks[0] > 0, image, 0 if name == "masked" else 231).astype(np.uint8), masks, same
     if name == "rewindowed":
         lo, hi = np.percentile(image, [2, 98])
         return _window(image, lo, hi, 0.8), masks, same
@@ -83,7 +89,8 @@ def variant(name: str, image: np.ndarray, masks: list[np.ndarray]):
 
 
 def run_pictures(cases, variants: list[str], reference_lungs: bool = False,
-                 own_intensity: bool = False, weights: Path | None = None) -> dict:
+                 own_intensity: bool = False, weights: Path | None = None,
+                 lung_method: str = "auto") -> dict:
     """cases: (id, image uint8, lungs or None, lesions) -> per-variant figures."""
     import covseg
     from covseg.intensity import Intensity
@@ -103,7 +110,8 @@ def run_pictures(cases, variants: list[str], reference_lungs: bool = False,
                     if own_intensity:
                         scan.intensity = Intensity.ENHANCED
                     given = refs[0] if reference_lungs and lungs is not None else None
-                    res = covseg.segment(scan, segmenter=seg, pictures=False, lung_mask=given)
+                    res = covseg.segment(scan, segmenter=seg, pictures=False, lung_mask=given,
+                                         lungs=lung_method)
                     pred_lung, pred_les = res.labels[0] > 0, res.labels[0] == 1
                 except covseg.errors.CovsegError:
                     pred_lung = pred_les = np.zeros(pic.shape, bool)
@@ -184,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lung-weights", type=Path, help="a candidate lung model instead of the shipped")
     ap.add_argument("--lung-threshold", type=float, help="a candidate lung threshold (default: shipped)")
     ap.add_argument("--fold", type=int, default=4, choices=[1, 2, 3, 4], help="ma20 fold (default 4)")
+    ap.add_argument("--lungs", default="auto", help="covseg's lung method (default auto)")
     args = ap.parse_args(argv)
     import covseg.lungs.learned as learned
     if args.lung_weights:  # a candidate lung model, for choosing one: swapped in for this run
@@ -197,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cases = list(medseg_cases(args.limit, args.split))
         variants = args.variant or ["stored", "upright"]
-    result = run_pictures(cases, variants, args.reference_lungs, args.own_intensity, args.weights)
+    result = run_pictures(cases, variants, args.reference_lungs, args.own_intensity, args.weights,
+                          args.lungs)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

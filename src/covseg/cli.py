@@ -304,8 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="inference engine (default: the fastest validated one)")
     p.add_argument("--lungs", choices=LUNG_METHODS, default="auto", metavar="METHOD",
-                   help="lung extractor, one of %(choices)s (default: HU thresholds for CT, the "
-                        "lung model for pictures)")
+                   help="lung extractor, one of %(choices)s (default: HU thresholds for CT; for "
+                        "pictures the lung model, or a lung-masked picture's own lungs)")
     p.add_argument("--key", help="array name inside a .mat file")
     p.add_argument("--lung-mask", type=Path, help="your own lung mask (a mask file on the scan's "
                    "grid, non-zero = lung) instead of covseg's lung extraction; one scan only")
@@ -412,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=Path, help="write per-case figures (3-D Dice, lesion mL) to this "
                    "CSV and their summary beside it as .json (a config's own volumes)")
     p.add_argument("--limit", type=int, help="score only this many slices (quick checks)")
-    p.add_argument("--lungs", choices=Choices("covseg.lungs", "METHODS", exclude=("auto",)),
+    p.add_argument("--lungs", choices=Choices("covseg.lungs", "METHODS", exclude=("auto", "masked")),
                    metavar="METHOD", help="score a lung extractor (%(choices)s) instead: "
                    "model/intensity against ma20's lung masks, hu against TotalSegmentator's "
                    "lobes on real_ct")

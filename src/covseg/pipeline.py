@@ -288,7 +288,7 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     watch.lap("load_model")
 
     given = None if lung_mask is None else _given_lungs(scan, lung_mask)
-    method = resolve_method(lungs, scan.intensity) if given is None else "given"
+    method = resolve_method(lungs, scan.intensity, scan.array) if given is None else "given"
     frame = _frame(scan, method, given)
     coverage = lung_coverage(frame.sides)
     watch.lap("framing_and_lungs")

@@ -106,7 +106,7 @@ def _lesion_and_lungs(case: Case, scan, roles: dict[int, str] | None) -> tuple[n
         return lesion, labelled_lungs, f"lung labels of {case.label.name}"
     from covseg.lungs import extract_lungs, resolve_method
 
-    method = resolve_method("auto", scan.intensity)
+    method = resolve_method("auto", scan.intensity, scan.array)
     found = extract_lungs(scan.array, scan.spacing, scan.intensity, method) > 0
     return lesion, found, f"covseg.lungs:{method}"
 

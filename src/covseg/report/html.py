@@ -39,6 +39,12 @@ def _img(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
+# where the lungs came from (covseg.lungs.METHODS, or a mask the user gave), in a reader's words
+LUNG_SOURCES = {"hu": "HU thresholds", "model": "covseg's learned lung model",
+                "masked": "the picture's own (it came lung-masked)",
+                "intensity": "the picture's dark regions", "given": "the lung mask given"}
+
+
 def _amount(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
 
@@ -90,5 +96,7 @@ def render_html(report: Report, pictures: dict[str, bytes], scan=None,
 {density_section(report.density)}
 <h2>Pictures</h2><div class="figs">{figures}</div>
 <p class="note">Red: abnormal (ground glass, consolidation, effusion); green: normal lung.
-Model: {html.escape(report.model.name)}. Research software, not a medical device.</p>
+Model: {html.escape(report.model.name)}. Lungs: {html.escape(LUNG_SOURCES.get(
+    report.preprocessing.lungs, report.preprocessing.lungs))}. Research software, not a medical
+device.</p>
 </body></html>"""
