@@ -32,7 +32,8 @@ def metric_table(table: str, rows: list[Row]) -> str:
         for cls in CLASSES:
             cells = [f4(r.value(cls, m, "per_slice")) for m in METRICS]
             cells += [f4(r.value(cls, m, "pooled")) for m in METRICS]
-            train = PENDING if r.train_s is None else f"{r.train_s:,.0f}"
+            # a run still training has a log but no wall time of the run yet
+            train = PENDING if r.scores is None or r.train_s is None else f"{r.train_s:,.0f}"
             lines.append(f"| {r.label} | {r.params_m:.2f} | {cls} | " + " | ".join(cells) +
                          f" | {_paper(table, r.cfg.model, cls)} | {train} |")
     if scored:
