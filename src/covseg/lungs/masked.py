@@ -9,8 +9,8 @@ both lungs), so for these pictures the background decides.
 A picture is lung-masked when
 1. one grey level (within `BG_TOLERANCE`) covers at least `BG_SHARE` of it: measured here, the
    paper's eight masked slices 0.74-0.91, ma20's slices masked by their lungs 0.76-0.99; whole
-   pictures at most 0.54 (MedSeg 0.03-0.54, ma20 0.08-0.46, real_ct in a lung window 0.23-0.37,
-   in a mediastinal window 0.40-0.47), though a small patient in a wide field can pass it, and
+   pictures at most 0.52 (MedSeg 0.02-0.52, ma20 0.06-0.41, real_ct in a lung window 0.18-0.32,
+   in a mediastinal window 0.39-0.47), though a small patient in a wide field can pass it, and
 2. that grey also fills the middle of what is not background (`MIDDLE`, a box about the centre of
    its extent): between two lungs lies the mediastinum, masked away; in a whole slice the middle
    of the body is the mediastinum or the spine, never the air outside it, in any window.
