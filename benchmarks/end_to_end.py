@@ -17,7 +17,8 @@ ma20 fold 4 (never trained on): reference lungs and infection masks from the dat
 measures a lung model trained on folds 1-2, for choosing one without fold 4; its lesion figures
 are not held out (the shipped lesion model learned fold 3).
 medseg100 test: reference infection masks (no lung masks exist). Variants change the picture the
-way users' pictures differ (turned, mirrored, cropped, scaled, re-windowed); the reference is
+way users' pictures differ (turned, mirrored, cropped, scaled, re-windowed; ma20 also lung-masked,
+on black or on the paper app's grey); the reference is
 changed alongside and the prediction compared on the original grid where the change is invertible.
 """
 from __future__ import annotations
