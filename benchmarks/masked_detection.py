@@ -27,12 +27,11 @@ from scipy.io import loadmat
 import covseg
 from covseg.lungs import resolve_method
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from end_to_end import _window  # noqa: E402  (a display window, as a user's viewer draws it)
+
 DATA = Path(os.environ.get("COVSEG_DATA_ROOT", Path(__file__).resolve().parents[2] / "shared" / "data"))
 WINDOWS = {"lung": (-1350, 150), "mediastinal": (-125, 225), "bone": (-450, 1050)}
-
-
-def _window(hu: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return np.rint(np.clip((hu - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
 def decide(item, tmp: Path) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from covseg.errors import InputError
+from covseg.lungs.threshold import _touching_border, largest_components, split_left_right
 
 BG_TOLERANCE = 6  # grey levels: JPEG's ringing about the flat grey, against dark lung at the
 # edge of a black background. Lungs Dice at 0 / 6 / 12: the paper's four JPEGs against their
@@ -48,8 +49,6 @@ def background(plane: np.ndarray) -> np.ndarray | None:
 def _content(flat: np.ndarray) -> np.ndarray:
     """What is not background, without JPEG's specks, its largest parts (a label or a ruler
     beside the lungs is dropped)."""
-    from covseg.lungs.threshold import largest_components
-
     return largest_components(ndi.binary_opening(~flat, iterations=1), keep_ratio=0.05)
 
 
@@ -77,14 +76,10 @@ def is_lung_masked(stack: np.ndarray) -> bool:
 
 def _mend_specks(lungs: np.ndarray, most: int) -> np.ndarray:
     """The holes of at most `most` pixels filled (not what reaches the picture's edge)."""
-    lab, n = ndi.label(~lungs)
-    size = np.bincount(lab.ravel(), minlength=n + 1)
-    edge = np.zeros(n + 1, dtype=bool)
-    edge[lab[[0, -1], :]] = True
-    edge[lab[:, [0, -1]]] = True
-    fill = (size <= most) & ~edge
-    fill[0] = False
-    return lungs | fill[lab]
+    lab, n = ndi.label(~lungs & ~_touching_border(~lungs))
+    small = np.bincount(lab.ravel(), minlength=n + 1) <= most
+    small[0] = False
+    return lungs | small[lab]
 
 
 def masked_lungs(stack: np.ndarray) -> np.ndarray:
@@ -94,8 +89,6 @@ def masked_lungs(stack: np.ndarray) -> np.ndarray:
     parts, with only JPEG's specks mended (`SPECK`); a larger hole is the mask's own (ma20 leaves
     out structures that the lung surrounds) and stays.
     """
-    from covseg.lungs.threshold import split_left_right
-
     sides = np.zeros(stack.shape, dtype=np.uint8)
     for z, plane in enumerate(stack):
         flat = background(plane)
