@@ -37,6 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__import__("os").environ.get("COVSEG_DATA_ROOT", ROOT.parent / "shared" / "data"))
 
 
+APP_GREY = 231  # the background grey of the Anam-Net app's lung-masked pictures (anamnet_samples)
+
+
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
     """Dice of two boolean masks; 1.0 when both are empty."""
     total = pred.sum() + ref.sum()
@@ -64,7 +67,8 @@ def variant(name: str, image: np.ndarray, masks: list[np.ndarray]):
         # lungs) or shows slices (its app: the lungs on a light grey); ma20 only (it has lungs)
         if len(masks) < 2:
             raise SystemExit(f"variant {name} needs the data set's lung masks (ma20)")
-        return np.where(masks[0] > 0, image, 0 if name == "masked" else 231).astype(np.uint8), masks, same
+        grey = 0 if name == "masked" else APP_GREY
+        return np.where(masks[0] > 0, image, grey).astype(np.uint8), masks, same
     if name == "rewindowed":
         lo, hi = np.percentile(image, [2, 98])
         return _window(image, lo, hi, 0.8), masks, same

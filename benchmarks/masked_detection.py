@@ -28,7 +28,7 @@ import covseg
 from covseg.lungs import resolve_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from end_to_end import _window  # noqa: E402  (a display window, as a user's viewer draws it)
+from end_to_end import APP_GREY, _window  # noqa: E402  (a display window, as a user's viewer draws it)
 
 DATA = Path(os.environ.get("COVSEG_DATA_ROOT", Path(__file__).resolve().parents[2] / "shared" / "data"))
 WINDOWS = {"lung": (-1350, 150), "mediastinal": (-125, 225), "bone": (-450, 1050)}
@@ -53,7 +53,8 @@ def groups(step: int):
     pairs = [(np.asarray(Image.open(p)), np.asarray(Image.open(p.parent.parent / "lungs" / p.name)) > 0)
              for p in ma20]
     yield "ma20 masked on black", True, [np.where(lungs, ct, 0).astype(np.uint8) for ct, lungs in pairs]
-    yield "ma20 masked on grey 231", True, [np.where(lungs, ct, 231).astype(np.uint8) for ct, lungs in pairs]
+    yield (f"ma20 masked on grey {APP_GREY}", True,
+           [np.where(lungs, ct, APP_GREY).astype(np.uint8) for ct, lungs in pairs])
     yield "ma20 as stored", False, [ct for ct, _ in pairs]
     yield "medseg100 pictures", False, sorted((DATA / "medseg100").glob("*/images/*.jpg"))
     ct = nib.load(DATA / "real_ct" / "example_ct.nii.gz").get_fdata()
