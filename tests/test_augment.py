@@ -54,8 +54,8 @@ def test_quarter_turns_turn_image_and_labels_together():
 
 
 def test_user_picture_path_enhances_again_within_range():
-    image, _, _ = _slice()
-    out = as_user_picture(image, np.random.default_rng(1))
+    image, lungs, _ = _slice()
+    out = as_user_picture(image, lungs, np.random.default_rng(1))
     assert out.dtype == np.float32 and out.shape == image.shape
     assert 0.0 <= out.min() and out.max() <= 1.0
     assert not np.allclose(out, image, atol=0.02)

@@ -18,7 +18,7 @@ from PIL import Image
 
 import covseg
 
-MEDSEG_FLOORS = (95.0, 0.47)  # lesion pixels inside %, abnormal Dice per slice (measured 96.65, 0.513)
+MEDSEG_FLOORS = (95.0, 0.50)  # lesion pixels inside %, abnormal Dice per slice (measured 96.65, 0.540)
 
 
 def _fold4(root, count=16):
@@ -58,7 +58,7 @@ def test_ma20_pictures_keep_their_lungs_and_lesions(data_dir, tmp_path):
     assert lung_dice >= 0.95, lung_dice
     assert inside_pct >= 97.0, inside_pct
     upright, turned = float(np.mean(dice[0])), float(np.mean(dice[1]))
-    assert upright >= 0.58, upright
+    assert upright >= 0.62, upright  # measured 0.660 (0.623 before pictures kept their contrast)
     print(f"lung Dice {lung_dice:.4f}, lesion inside {inside_pct:.2f} %, abnormal Dice upright "
           f"{upright:.4f}, turned {turned:.4f}")
     assert abs(upright - turned) < 0.05, (upright, turned)  # a quarter turn changes little

@@ -22,13 +22,14 @@ from covseg.errors import CovsegError, InputError, OutputExistsError
 from covseg.infer.predictor import LesionSegmenter, PrecisionAudit
 from covseg.infer.density import DensityGate, gate_by_density
 from covseg.infer.framing import Framing, from_geometry, from_lungs, turns_upright
-from covseg.preprocess.contract import model_input
+from covseg.preprocess.contract import model_input, picture_clahe
 from covseg.preprocess.resample import model_plane_size, resize_planes
 from covseg.io.outputs import check_space, expected_bytes, folder_lock
 from covseg.io.qa import check_input
 from covseg.io.dicom_seg import choose_formats, select_outputs, write_result_seg
 from covseg.io import (Scan, atomic_write, chest_ct_warnings, mask_suffix, read_scan,
                        write_csv, write_mask)
+from covseg.intensity import Intensity
 from covseg.labels import ABNORMAL, NORMAL
 from covseg.lungs import extract_lungs, resolve_method, split_left_right, split_slices
 from covseg.quantify import quantify
@@ -207,26 +208,45 @@ def _given_lungs(scan: Scan, lung_mask: np.ndarray | str | Path) -> np.ndarray:
 def _find_lesions(scan: Scan, small: np.ndarray, small_lungs: np.ndarray,
                   segmenter: LesionSegmenter, progress: bool, flips: bool,
                   on_slices: Callable[[int, int], None] = lambda done, total: None
-                  ) -> tuple[np.ndarray, PrecisionAudit]:
-    """0/1/2 labels on the model's grid, and what the int8 audit did; slices without lungs are
-    not run. `flips`: the mean over the four flips of each slice (LesionSegmenter.logits).
+                  ) -> tuple[np.ndarray, PrecisionAudit, str]:
+    """0/1/2 labels on the model's grid, what the int8 audit did and the contrast the slices
+    were given (`_contrast`); slices without lungs are not run. `flips`: the mean over the four
+    flips of each slice (LesionSegmenter.logits). A picture's CLAHE step runs where its lungs
+    then look like ma20's (covseg.preprocess.contract.picture_clahe).
 
     The network's inputs are made and run a slab at a time, so they never exist for the whole
     volume at once.
     """
     labels = np.zeros(small.shape, dtype=np.uint8)
     audit = PrecisionAudit()
+    picture, enhanced_again = scan.intensity is Intensity.DISPLAY, 0
     has_lungs = np.nonzero(small_lungs.any(axis=(1, 2)))[0]
     bar = tqdm(total=has_lungs.size, desc=scan.source.name, unit="slice", leave=False,
                disable=not progress, dynamic_ncols=True)
     for k in range(0, has_lungs.size, LESION_SLAB):
         zs = has_lungs[k:k + LESION_SLAB]
-        inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity) for z in zs])
+        clahe = [picture_clahe(small[z], small_lungs[z]) if picture else True for z in zs]
+        inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity, clahe=c)
+                           for z, c in zip(zs, clahe)])
+        enhanced_again += sum(clahe)
         labels[zs] = segmenter.predict(inputs, small_lungs[zs] > 0, flips, audit)
         bar.update(zs.size)
         on_slices(k + zs.size, has_lungs.size)
     bar.close()
-    return labels, audit
+    return labels, audit, _contrast(scan.intensity, enhanced_again, has_lungs.size)
+
+
+def _contrast(intensity: Intensity, enhanced: int, slices: int) -> str:
+    """The contrast step as it ran, for report.json."""
+    if intensity is Intensity.ENHANCED:
+        return "as given (ma20-enhanced)"
+    if intensity is Intensity.PREPARED:
+        return "as given (prepared)"
+    if enhanced == slices:
+        return "min-max + CLAHE"
+    if enhanced == 0:
+        return "min-max (enhanced already)"
+    return f"min-max + CLAHE on {enhanced} of {slices} pictures, min-max alone on the rest"
 
 
 def _full_resolution_labels(small_labels: np.ndarray, lung_sides: np.ndarray) -> np.ndarray:
@@ -296,7 +316,7 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     # a picture carries no orientation: it may be mirrored, upside down or (turned upright by
     # the framing) a quarter turn off, so its result is the mean over its four flips
     flips = not frame.oriented
-    small_labels, audit = _find_lesions(
+    small_labels, audit, contrast = _find_lesions(
         scan, frame.small, frame.small_sides, segmenter, progress, flips,
         lambda done, total: step(0.2 + 0.6 * done / total, "lesions"))
     watch.lap("lesions")
@@ -320,7 +340,7 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
         density_gate=DensityGateInfo.from_dict(gate.as_dict(voxel_ml)) if gate is not None else None,
         model=_model_info(segmenter, audit),
         preprocessing=Preprocessing(list(size), **framing.as_dict(), lungs=method,
-                                    views=len(segmenter.views(flips))),
+                                    contrast=contrast, views=len(segmenter.views(flips))),
         qa=QA.from_dict(qa.as_dict()),
         coverage=Coverage.from_dict(coverage),
         warnings=qa.warnings() + chest_ct_warnings(scan) + _coverage_warnings(coverage)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from covseg.intensity import Intensity
-from covseg.preprocess.contract import enhance
+from covseg.preprocess.contract import enhance, picture_clahe
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Augment:
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One (H, W) enhanced image in [0, 1] with its lungs and labels -> (input, labels)."""
         if self.reenhance and rng.random() < self.reenhance:
-            image = as_user_picture(image, rng)
+            image = as_user_picture(image, lungs, rng)
         image, lungs, label = self.geometry(image, lungs, label, rng)
         if self.crop:
             image, lungs, label = lung_crop((image, lungs, label), label, self.crop, rng)
@@ -80,12 +80,13 @@ def _affine(image: np.ndarray, lungs: np.ndarray, label: np.ndarray, zoom: float
             np.rint(warp(label, "nearest")).astype(np.uint8))
 
 
-def as_user_picture(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def as_user_picture(image: np.ndarray, lungs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The slice as a user's 8-bit picture of it would reach the model: another window and gamma,
-    then covseg's own min-max + CLAHE a second time."""
+    then covseg's own contrast step (min-max, and CLAHE a second time where `picture_clahe`
+    would run it)."""
     lo, hi = np.quantile(image, [rng.uniform(0.0, 0.05), rng.uniform(0.95, 1.0)])
     windowed = np.clip((image - lo) / max(hi - lo, 1e-6), 0.0, 1.0) ** rng.uniform(0.6, 1.6)
-    return enhance(windowed * 255.0, Intensity.DISPLAY)
+    return enhance(windowed * 255.0, Intensity.DISPLAY, picture_clahe(windowed, lungs))
 
 
 def lung_crop(arrays: tuple[np.ndarray, ...], label: np.ndarray, size: int,

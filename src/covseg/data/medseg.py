@@ -97,11 +97,11 @@ def load_medseg100_pictures(split: str = "train", target: str = "lungs",
     target "lungs": as LungModel sees a picture, enhanced at its own size, its longer side
     scaled to LUNG_FRAME, at the canvas' top-left. target "lesions": as the pipeline frames a
     picture for the lesion model, zoomed so its lungs span what ma20's do
-    (covseg.infer.framing.from_lungs), then enhanced; a framed picture larger than the canvas
-    keeps its centre.
+    (covseg.infer.framing.from_lungs), then enhanced as the pipeline would (`picture_clahe`); a
+    framed picture larger than the canvas keeps its centre.
     """
     from covseg.infer.framing import from_lungs
-    from covseg.preprocess.contract import enhance
+    from covseg.preprocess.contract import enhance, picture_clahe
 
     root = require_dataset("medseg100", data_root) / "train"
     names = sorted((root / "images").glob("*.jpg"), key=lambda p: int(p.stem))
@@ -119,10 +119,10 @@ def load_medseg100_pictures(split: str = "train", target: str = "lungs",
         if target == "lungs":
             enhanced = np.asarray(Image.fromarray(_as_uint8(enhance(picture, Intensity.DISPLAY)))
                                   .resize(size, Image.BILINEAR))
-        else:
-            enhanced = _as_uint8(enhance(np.asarray(Image.fromarray(np.ascontiguousarray(picture))
-                                                    .resize(size, Image.BILINEAR)), Intensity.DISPLAY))
         framed_lung, framed_lesion = (_fit(m, size) for m in (lung, lesion & lung))
+        if target != "lungs":  # the pipeline's contrast step, decided as it decides it
+            framed = np.asarray(Image.fromarray(np.ascontiguousarray(picture)).resize(size, Image.BILINEAR))
+            enhanced = _as_uint8(enhance(framed, Intensity.DISPLAY, picture_clahe(framed, framed_lung)))
         y0, x0 = (max(0, (n - LUNG_FRAME) // 2) for n in enhanced.shape)
         view = (slice(y0, y0 + LUNG_FRAME), slice(x0, x0 + LUNG_FRAME))
         fh, fw = enhanced[view].shape

@@ -174,6 +174,7 @@ class Preprocessing(Flat):
     quarter_turns: int
     zoom_from: str
     lungs: str  # the method that ran (covseg.lungs.resolve_method), or "given" (a user mask)
+    contrast: str  # the contrast step as it ran (covseg.pipeline._contrast)
     contract: str = "covseg.preprocess.contract.model_input"
     views: int = 1  # slices averaged per slice: 4 flips for a picture, 2 with --mirror
 
