@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from covseg.data.augment import Augment, as_user_picture
+from covseg.data.augment import Augment, as_user_picture, resampled
 
 
 def _slice():
@@ -59,3 +59,14 @@ def test_user_picture_path_enhances_again_within_range():
     assert out.dtype == np.float32 and out.shape == image.shape
     assert 0.0 <= out.min() and out.max() <= 1.0
     assert not np.allclose(out, image, atol=0.02)
+
+
+def test_resampled_picture_keeps_its_grid_and_loses_detail():
+    image, _, _ = _slice()
+    for factor in (0.6, 1.6):
+        out = resampled(image, factor)
+        assert out.shape == image.shape and out.dtype == np.float32
+        assert 0.0 <= out.min() and out.max() <= 1.0
+        assert abs(float(out.mean()) - float(image.mean())) < 0.02  # the same picture ...
+        assert np.abs(np.diff(out, axis=1)).mean() < np.abs(np.diff(image, axis=1)).mean()  # ... blurred
+    np.testing.assert_allclose(resampled(image, 1.0), image, atol=1e-6)

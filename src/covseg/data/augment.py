@@ -1,8 +1,9 @@
 """Training-time augmentation: what users' inputs vary in, applied before the lung masking.
 
 Order, per sample: (1) intensity as a user's source would give it (a re-windowed, gamma-changed
-picture that covseg's preprocessing enhances a second time, as every PNG a user gives is);
-(2) geometry: zoom, small rotations, quarter turns, flips (MONAI's `Affine`, image bilinear, labels
+picture, given covseg's contrast step), and a picture stored at another size, which the
+framing brings back to the model's scale (resampled down or up and back: its blur); (2)
+geometry: zoom, small rotations, quarter turns, flips (MONAI's `Affine`, image bilinear, labels
 nearest); (3) a lung-centred crop (what makes CPU training affordable); (4) the lung masking of
 the paper, so the masked border follows the transformed lungs; (5) gamma/contrast/noise jitter.
 All randomness comes from the step's numpy generator, so a resumed run draws the same samples.
@@ -18,6 +19,9 @@ from covseg.intensity import Intensity
 from covseg.preprocess.contract import enhance, picture_clahe
 
 
+RESAMPLE = (0.6, 1.6)  # stored sizes of a picture against the model's scale (issue 16, item 1)
+
+
 @dataclass
 class Augment:
     crop: int | None = 128
@@ -26,6 +30,7 @@ class Augment:
     rotate_deg: float = 0.0  # small rotations, uniform in +-rotate_deg
     quarter_turns: bool = False
     reenhance: float = 0.0  # probability of the user-picture intensity path
+    resample: float = 0.0  # probability of a picture stored at another size (RESAMPLE) and framed back
     mask_lungs: bool = True  # multiply the image by the (transformed) lungs, as the paper does
     jitter: bool = True
     gamma: tuple[float, float] = (0.7, 1.5)
@@ -38,6 +43,8 @@ class Augment:
         """One (H, W) enhanced image in [0, 1] with its lungs and labels -> (input, labels)."""
         if self.reenhance and rng.random() < self.reenhance:
             image = as_user_picture(image, lungs, rng)
+        if self.resample and rng.random() < self.resample:
+            image = resampled(image, math.exp(rng.uniform(*np.log(RESAMPLE))))
         image, lungs, label = self.geometry(image, lungs, label, rng)
         if self.crop:
             image, lungs, label = lung_crop((image, lungs, label), label, self.crop, rng)
@@ -87,6 +94,19 @@ def as_user_picture(image: np.ndarray, lungs: np.ndarray, rng: np.random.Generat
     lo, hi = np.quantile(image, [rng.uniform(0.0, 0.05), rng.uniform(0.95, 1.0)])
     windowed = np.clip((image - lo) / max(hi - lo, 1e-6), 0.0, 1.0) ** rng.uniform(0.6, 1.6)
     return enhance(windowed * 255.0, Intensity.DISPLAY, picture_clahe(windowed, lungs))
+
+
+def resampled(image: np.ndarray, factor: float) -> np.ndarray:
+    """The slice as a picture stored `factor` times its size reaches the model after the framing
+    zooms it back: resized (area-averaged down, bilinear up) and back to its own grid."""
+    import cv2
+
+    h, w = image.shape
+    size = (max(8, round(w * factor)), max(8, round(h * factor)))
+    there = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    back = cv2.INTER_LINEAR if factor < 1 else cv2.INTER_AREA
+    small = cv2.resize(np.ascontiguousarray(image, dtype=np.float32), size, interpolation=there)
+    return np.clip(cv2.resize(small, (w, h), interpolation=back), 0.0, 1.0)
 
 
 def lung_crop(arrays: tuple[np.ndarray, ...], label: np.ndarray, size: int,

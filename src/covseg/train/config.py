@@ -83,6 +83,7 @@ class TrainConfig:
     rotate_deg: float = 0.0  # small rotations, +-degrees
     quarter_turns: bool = False  # random quarter turns (pictures come turned)
     reenhance: float = 0.0  # share of samples given the user-picture intensity (enhanced again)
+    resample: float = 0.0  # share of samples resampled as a picture of another size would be
     intensity_jitter: bool = True
     lesion_weight: float = 0.0  # lung model: added cross-entropy on lesion pixels (they are lung)
     ema: float | None = None  # decay of an exponential moving average of the weights, shipped
@@ -105,9 +106,9 @@ class TrainConfig:
     def check(self) -> "TrainConfig":
         """Settings that only make sense together: the thesis recipe's inputs lie in [-1, 1],
         which the intensity jitter and re-enhancement (made for [0, 1]) would destroy."""
-        if self.data.recipe == "thesis" and (self.intensity_jitter or self.reenhance):
-            raise InputError("recipe 'thesis' gives inputs in [-1, 1]: set intensity_jitter: false "
-                             "and reenhance: 0")
+        if self.data.recipe == "thesis" and (self.intensity_jitter or self.reenhance or self.resample):
+            raise InputError("recipe 'thesis' gives inputs in [-1, 1]: set intensity_jitter: false, "
+                             "reenhance: 0 and resample: 0")
         if self.patience is not None and not self.data.split.val:
             raise InputError("patience (early stopping) needs validation patients: set data.split.val")
         if self.lesion_weight and self.data.target != "lungs":
