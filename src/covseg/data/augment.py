@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from covseg.intensity import Intensity
@@ -99,8 +100,6 @@ def as_user_picture(image: np.ndarray, lungs: np.ndarray, rng: np.random.Generat
 def resampled(image: np.ndarray, factor: float) -> np.ndarray:
     """The slice as a picture stored `factor` times its size reaches the model after the framing
     zooms it back: resized (area-averaged down, bilinear up) and back to its own grid."""
-    import cv2
-
     h, w = image.shape
     size = (max(8, round(w * factor)), max(8, round(h * factor)))
     there = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR

@@ -116,11 +116,11 @@ def load_medseg100_pictures(split: str = "train", target: str = "lungs",
         h, w = picture.shape
         zoom = LUNG_FRAME / max(h, w) if target == "lungs" else from_lungs(lung[None]).zoom
         size = (max(16, round(w * zoom)), max(16, round(h * zoom)))
+        framed_lung, framed_lesion = (_fit(m, size) for m in (lung, lesion & lung))
         if target == "lungs":
             enhanced = np.asarray(Image.fromarray(_as_uint8(enhance(picture, Intensity.DISPLAY)))
                                   .resize(size, Image.BILINEAR))
-        framed_lung, framed_lesion = (_fit(m, size) for m in (lung, lesion & lung))
-        if target != "lungs":  # the pipeline's contrast step, decided as it decides it
+        else:  # the pipeline's contrast step, decided as it decides it
             framed = np.asarray(Image.fromarray(np.ascontiguousarray(picture)).resize(size, Image.BILINEAR))
             enhanced = _as_uint8(enhance(framed, Intensity.DISPLAY, picture_clahe(framed, framed_lung)))
         y0, x0 = (max(0, (n - LUNG_FRAME) // 2) for n in enhanced.shape)
