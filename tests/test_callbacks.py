@@ -7,6 +7,7 @@ import json
 import torch
 from torch import nn
 
+from covseg.runtime import machine_description
 from covseg.train.callbacks import (BEST, CHECKPOINT, LOG, WEIGHTS, Checkpoint, EarlyStop, Ema,
                                     MetricsLog)
 from covseg.train.distributed import Dist
@@ -68,6 +69,7 @@ def test_early_stop_keeps_the_best_epoch_and_ships_it(tmp_path):
 def test_a_better_score_each_epoch_is_never_stopped(tmp_path):
     run, log = _train(tmp_path / "run", lr=0.5, epochs=4, scores=[0.1, 0.2, 0.3, 0.4])
     assert not run.stopped and run.step == 8 and log[-1]["best_epoch"] == 4
+    assert {r["machine"] for r in log} == {machine_description()}  # where each epoch ran
 
 
 def test_early_stop_counts_on_across_a_resume(tmp_path):
@@ -104,11 +106,14 @@ def test_ship_makes_weights_that_load_by_themselves(tmp_path, cli):
     run.mkdir()
     torch.save(build_model("anamnet").state_dict(), run / WEIGHTS)
     (run / "config.json").write_text(json.dumps(asdict(TrainConfig(name="toy"))))
-    (run / LOG).write_text(json.dumps({"step": 10, "elapsed_s": 1.5}) + "\n")
+    epochs = [{"step": 5, "elapsed_s": 0.7, "machine": "CPU a"},  # resumed on a GPU machine
+              {"step": 10, "elapsed_s": 1.5, "machine": "GPU b"}]
+    (run / LOG).write_text("".join(json.dumps(e) + "\n" for e in epochs))
     code, out, err = cli("ship", run, "-o", tmp_path / "w.pt", "--trained-on", "a toy")
     assert code == 0, err
     meta = json.loads((tmp_path / "w.json").read_text())
     assert meta["sha256"] == sha256(tmp_path / "w.pt") and meta["trained_on"] == "a toy"
+    assert meta["trained_where"] == "CPU a; GPU b"
     segmenter = LesionSegmenter(tmp_path / "w.pt", backend="torch")  # no model name needed
     assert segmenter.meta["model"] == "anamnet" and segmenter.meta["train_steps"] == 10
     code, _, err = cli("ship", tmp_path, "-o", tmp_path / "x.pt", "--trained-on", "x")

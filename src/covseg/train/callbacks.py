@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from covseg.runtime import machine_description
 from covseg.train import distributed as ddp
 from covseg.train.loop import Callback, Run
 
@@ -39,10 +40,11 @@ class Ema(Callback):
 
 class MetricsLog(Callback):
     """The progress bar, and one JSON line an epoch in metrics.jsonl (rank 0). The first line of
-    a fresh run also says why its precision was chosen (`timed`)."""
+    a fresh run also says why its precision was chosen (`timed`); every line says on which
+    machine the epoch ran, since a resumed run may go on elsewhere (a GPU, another CPU)."""
 
     def __init__(self, run: Run, name: str, progress: bool, timed: dict[str, float]) -> None:
-        self.path, self.timed = run.out / LOG, timed
+        self.path, self.timed, self.machine = run.out / LOG, timed, machine_description()
         self.bar = tqdm(total=run.total_steps, initial=run.step, unit="step", desc=name,
                         disable=not (progress and run.ctx.is_main), dynamic_ncols=True)
 
@@ -55,6 +57,7 @@ class MetricsLog(Callback):
         if self.timed:
             record["precision_timing_s"] = {k: round(v, 4) for k, v in self.timed.items()}
             self.timed = {}
+        record["machine"] = self.machine
         if run.ctx.is_main:
             with open(self.path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")

@@ -1,7 +1,8 @@
 """Turn a finished training run into shipped weights: the state dict plus a metadata file.
 
 The metadata (same name, .json) records what the weights are, what they were trained on, how,
-what they scored and their sha256, so a report can say which model produced it.
+what they scored, where they were trained (the machines the run's log names) and their sha256,
+so a report can say which model produced it.
 """
 from __future__ import annotations
 
@@ -26,10 +27,13 @@ def ship(run_dir: str | Path, dest: str | Path, trained_on: str, metrics: dict,
     config = json.loads((run_dir / "config.json").read_text())
     log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     atomic_write(dest, lambda tmp: shutil.copyfile(run_dir / "model.pt", tmp), force)
+    machines = list(dict.fromkeys(rec["machine"] for rec in log if "machine" in rec))
     model_args = {**config["model_args"], "num_classes": TARGETS[config["data"].get("target", "lesions")]}
     meta = {"name": dest.stem, "model": config["model"], "model_args": model_args,
             "trained_on": trained_on, "config": config, "train_wall_s": log[-1]["elapsed_s"],
-            "train_steps": log[-1]["step"], "metrics": metrics, "sha256": sha256(dest)}
+            "train_steps": log[-1]["step"], "metrics": metrics,
+            "trained_where": "; ".join(machines) or "not recorded by the run's log",
+            "sha256": sha256(dest)}
     atomic_write(dest.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)),
                  force)
     return dest
