@@ -177,7 +177,7 @@ def test_picture_has_no_window_presets(browser, tmp_path):
     report = Report("test", InputInfo("p.png", "picture", [1, 120, 160], [1.0, 1.0, 1.0], False,
                                       "display"), q, None, None,
                     ModelInfo("test", None, None, False, "torch", "fp32"),
-                    Preprocessing([256, 256], 1.0, 0, "lung extent", "model", "min-max + CLAHE"),
+                    Preprocessing([256, 256], 1.0, 0, "lung extent", 3, "model", "min-max + CLAHE"),
                     QA([], False),
                     Coverage("one slice", True, True), [], {})
     page = tmp_path / "report.html"

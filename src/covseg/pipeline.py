@@ -161,6 +161,12 @@ class Frame:
         """Undo the turn: a (z, y, x) map on `image`'s grid -> the source's grid."""
         return np.ascontiguousarray(np.rot90(a, -self.framing.turns, axes=(1, 2)))
 
+    def at_zoom(self, zoom: float) -> tuple[np.ndarray, np.ndarray]:
+        """`image` and `sides` on the model's grid at `zoom`."""
+        size = model_plane_size(self.image.shape[1:], zoom)
+        return (resize_planes(np.ascontiguousarray(self.image), size),
+                resize_planes(self.sides, size, labels=True))
+
 
 def _frame(scan: Scan, method: str, given: np.ndarray | None = None) -> Frame:
     """Lungs and the lesion model's grid: by pixel size for CT, from the lungs for pictures.
@@ -186,10 +192,10 @@ def _frame(scan: Scan, method: str, given: np.ndarray | None = None) -> Frame:
     image = np.rot90(scan.array, turns, axes=(1, 2))
     sides = split_slices(np.rot90(found, turns, axes=(1, 2)))
     found_framing = from_lungs(sides > 0)
-    framing = Framing(found_framing.zoom, turns, found_framing.basis)
-    size = model_plane_size(image.shape[1:], framing.zoom)
-    return Frame(framing, image, sides, resize_planes(np.ascontiguousarray(image), size),
-                 resize_planes(sides, size, labels=True), oriented=False)
+    frame = Frame(Framing(found_framing.zoom, turns, found_framing.basis), image, sides,
+                  image, sides, oriented=False)
+    frame.small, frame.small_sides = frame.at_zoom(frame.framing.zoom)
+    return frame
 
 
 def _given_lungs(scan: Scan, lung_mask: np.ndarray | str | Path) -> np.ndarray:
@@ -206,34 +212,66 @@ def _given_lungs(scan: Scan, lung_mask: np.ndarray | str | Path) -> np.ndarray:
 
 
 def _find_lesions(scan: Scan, small: np.ndarray, small_lungs: np.ndarray,
-                  segmenter: LesionSegmenter, progress: bool, flips: bool,
-                  on_slices: Callable[[int, int], None] = lambda done, total: None
-                  ) -> tuple[np.ndarray, PrecisionAudit, str]:
-    """0/1/2 labels on the model's grid, what the int8 audit did and the contrast the slices
-    were given (`_contrast`); slices without lungs are not run. `flips`: the mean over the four
-    flips of each slice (LesionSegmenter.logits). A picture's CLAHE step runs where its lungs
-    then look like ma20's (covseg.preprocess.contract.picture_clahe).
+                  segmenter: LesionSegmenter, progress: bool, flips: bool, audit: PrecisionAudit,
+                  on_slices: Callable[[int, int], None] = lambda done, total: None,
+                  clahe: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """0/1/2 labels on the model's grid, and per slice whether its CLAHE step ran; slices without
+    lungs are not run. `flips`: the mean over the four flips of each slice
+    (LesionSegmenter.logits); `audit` counts what the int8 audit did. A picture's CLAHE step runs
+    where its lungs then look like ma20's (covseg.preprocess.contract.picture_clahe), unless
+    `clahe` says already, per slice, what was decided for it.
 
     The network's inputs are made and run a slab at a time, so they never exist for the whole
     volume at once.
     """
     labels = np.zeros(small.shape, dtype=np.uint8)
-    audit = PrecisionAudit()
-    picture, enhanced_again = scan.intensity is Intensity.DISPLAY, 0
+    picture = scan.intensity is Intensity.DISPLAY
+    decided = np.ones(small.shape[0], dtype=bool) if clahe is None else clahe.copy()
     has_lungs = np.nonzero(small_lungs.any(axis=(1, 2)))[0]
     bar = tqdm(total=has_lungs.size, desc=scan.source.name, unit="slice", leave=False,
                disable=not progress, dynamic_ncols=True)
     for k in range(0, has_lungs.size, LESION_SLAB):
         zs = has_lungs[k:k + LESION_SLAB]
-        clahe = [picture_clahe(small[z], small_lungs[z]) if picture else True for z in zs]
-        inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity, clahe=c)
-                           for z, c in zip(zs, clahe)])
-        enhanced_again += sum(clahe)
+        if picture and clahe is None:
+            decided[zs] = [picture_clahe(small[z], small_lungs[z]) for z in zs]
+        inputs = np.stack([model_input(small[z], small_lungs[z], scan.intensity, clahe=decided[z])
+                           for z in zs])
         labels[zs] = segmenter.predict(inputs, small_lungs[zs] > 0, flips, audit)
         bar.update(zs.size)
         on_slices(k + zs.size, has_lungs.size)
     bar.close()
-    return labels, audit, _contrast(scan.intensity, enhanced_again, has_lungs.size)
+    return labels, decided
+
+
+def _lesions_by_zoom(scan: Scan, frame: Frame, segmenter: LesionSegmenter, progress: bool,
+                     flips: bool, on_slices: Callable[[int, int], None]
+                     ) -> tuple[np.ndarray, PrecisionAudit, str]:
+    """0/1/2 labels on `frame.image`'s grid, what the int8 audit did and the contrast step
+    (`_contrast`). The lesion model runs at each of the framing's zooms (`Framing.zooms`: a
+    picture framed by its lung extent, whose zoom is an estimate, at three; anything else at
+    one), and a pixel is abnormal where most runs call it. The contrast is decided once, at the
+    estimated zoom, which runs first; its model-grid copies are dropped after it (the peak of a
+    long scan is the full-resolution labels)."""
+    zooms, audit, clahe = frame.framing.zooms, PrecisionAudit(), None
+    with_lungs = frame.small_sides.any(axis=(1, 2))
+    votes = np.zeros(frame.sides.shape, dtype=np.uint8)
+    rest = [z for z in zooms if z != frame.framing.zoom]
+    for done, zoom in enumerate([frame.framing.zoom, *rest]):
+        small, small_sides = (frame.small, frame.small_sides) if done == 0 else frame.at_zoom(zoom)
+        frame.small = frame.small_sides = np.empty((0, 0, 0), np.uint8)
+        small_labels, clahe = _find_lesions(
+            scan, small, small_sides, segmenter, progress, flips, audit,
+            lambda d, t, done=done: on_slices(done * t + d, len(zooms) * t), clahe)
+        del small, small_sides
+        labels = _full_resolution_labels(small_labels, frame.sides)
+        if len(zooms) == 1:
+            break
+        votes += labels == ABNORMAL
+    if len(zooms) > 1:
+        lesion = (2 * votes > len(zooms)).view(np.uint8)
+        labels = ((frame.sides > 0) * (NORMAL - lesion)).astype(np.uint8)
+    contrast = _contrast(scan.intensity, int(clahe[with_lungs].sum()), int(with_lungs.sum()))
+    return labels, audit, contrast
 
 
 def _contrast(intensity: Intensity, enhanced: int, slices: int) -> str:
@@ -316,15 +354,13 @@ def segment(scan: str | Path | Scan, output: str | Path | None = None, force: bo
     # a picture carries no orientation: it may be mirrored, upside down or (turned upright by
     # the framing) a quarter turn off, so its result is the mean over its four flips
     flips = not frame.oriented
-    small_labels, audit, contrast = _find_lesions(
-        scan, frame.small, frame.small_sides, segmenter, progress, flips,
+    framing, size = frame.framing, frame.small.shape[1:]
+    image_labels, audit, contrast = _lesions_by_zoom(
+        scan, frame, segmenter, progress, flips,
         lambda done, total: step(0.2 + 0.6 * done / total, "lesions"))
     watch.lap("lesions")
-    framing, size = frame.framing, frame.small.shape[1:]
-    # the model-grid copies go before the full-resolution labels are made (the scan's peak)
-    frame.small = frame.small_sides = np.empty((0, 0, 0), np.uint8)
-    labels = frame.to_source(_full_resolution_labels(small_labels, frame.sides))
-    del small_labels
+    labels = frame.to_source(image_labels)
+    del image_labels
     lung_sides = frame.to_source(frame.sides)
     del frame
 

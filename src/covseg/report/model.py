@@ -173,6 +173,7 @@ class Preprocessing(Flat):
     zoom: float
     quarter_turns: int
     zoom_from: str
+    zooms_voted: int  # the lesion model's runs at zooms around an estimate (Framing.zooms)
     lungs: str  # the method that ran (covseg.lungs.resolve_method), or "given" (a user mask)
     contrast: str  # the contrast step as it ran (covseg.pipeline._contrast)
     contract: str = "covseg.preprocess.contract.model_input"
