@@ -153,7 +153,7 @@ class Frame:
     framing: Framing
     image: np.ndarray  # the source voxels, turned (a view)
     sides: np.ndarray  # lung sides on `image`'s grid
-    small: np.ndarray  # `image` on the model's grid
+    small: np.ndarray  # `image` on the model's grid at the framing's zoom (dropped once run)
     small_sides: np.ndarray
     oriented: bool  # the source says which way is up (a CT); False for a picture
 
@@ -163,9 +163,12 @@ class Frame:
 
     def at_zoom(self, zoom: float) -> tuple[np.ndarray, np.ndarray]:
         """`image` and `sides` on the model's grid at `zoom`."""
-        size = model_plane_size(self.image.shape[1:], zoom)
-        return (resize_planes(np.ascontiguousarray(self.image), size),
-                resize_planes(self.sides, size, labels=True))
+        return _model_grid(self.image, self.sides, zoom)
+
+
+def _model_grid(image: np.ndarray, sides: np.ndarray, zoom: float) -> tuple[np.ndarray, np.ndarray]:
+    size = model_plane_size(image.shape[1:], zoom)
+    return resize_planes(np.ascontiguousarray(image), size), resize_planes(sides, size, labels=True)
 
 
 def _frame(scan: Scan, method: str, given: np.ndarray | None = None) -> Frame:
@@ -192,10 +195,8 @@ def _frame(scan: Scan, method: str, given: np.ndarray | None = None) -> Frame:
     image = np.rot90(scan.array, turns, axes=(1, 2))
     sides = split_slices(np.rot90(found, turns, axes=(1, 2)))
     found_framing = from_lungs(sides > 0)
-    frame = Frame(Framing(found_framing.zoom, turns, found_framing.basis), image, sides,
-                  image, sides, oriented=False)
-    frame.small, frame.small_sides = frame.at_zoom(frame.framing.zoom)
-    return frame
+    framing = Framing(found_framing.zoom, turns, found_framing.basis)
+    return Frame(framing, image, sides, *_model_grid(image, sides, framing.zoom), oriented=False)
 
 
 def _given_lungs(scan: Scan, lung_mask: np.ndarray | str | Path) -> np.ndarray:
