@@ -227,7 +227,7 @@ def _find_lesions(scan: Scan, small: np.ndarray, small_lungs: np.ndarray,
     """
     labels = np.zeros(small.shape, dtype=np.uint8)
     picture = scan.intensity is Intensity.DISPLAY
-    decided = np.ones(small.shape[0], dtype=bool) if clahe is None else clahe.copy()
+    decided = np.ones(small.shape[0], dtype=bool) if clahe is None else clahe
     has_lungs = np.nonzero(small_lungs.any(axis=(1, 2)))[0]
     bar = tqdm(total=has_lungs.size, desc=scan.source.name, unit="slice", leave=False,
                disable=not progress, dynamic_ncols=True)
@@ -255,9 +255,8 @@ def _lesions_by_zoom(scan: Scan, frame: Frame, segmenter: LesionSegmenter, progr
     long scan is the full-resolution labels)."""
     zooms, audit, clahe = frame.framing.zooms, PrecisionAudit(), None
     with_lungs = frame.small_sides.any(axis=(1, 2))
-    votes = np.zeros(frame.sides.shape, dtype=np.uint8)
-    rest = [z for z in zooms if z != frame.framing.zoom]
-    for done, zoom in enumerate([frame.framing.zoom, *rest]):
+    votes = np.zeros(frame.sides.shape, dtype=np.uint8) if len(zooms) > 1 else None  # not for CT
+    for done, zoom in enumerate(zooms):
         small, small_sides = (frame.small, frame.small_sides) if done == 0 else frame.at_zoom(zoom)
         frame.small = frame.small_sides = np.empty((0, 0, 0), np.uint8)
         small_labels, clahe = _find_lesions(
@@ -265,10 +264,9 @@ def _lesions_by_zoom(scan: Scan, frame: Frame, segmenter: LesionSegmenter, progr
             lambda d, t, done=done: on_slices(done * t + d, len(zooms) * t), clahe)
         del small, small_sides
         labels = _full_resolution_labels(small_labels, frame.sides)
-        if len(zooms) == 1:
-            break
-        votes += labels == ABNORMAL
-    if len(zooms) > 1:
+        if votes is not None:
+            votes += labels == ABNORMAL
+    if votes is not None:
         lesion = (2 * votes > len(zooms)).view(np.uint8)
         labels = ((frame.sides > 0) * (NORMAL - lesion)).astype(np.uint8)
     contrast = _contrast(scan.intensity, int(clahe[with_lungs].sum()), int(with_lungs.sum()))
