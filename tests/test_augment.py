@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from covseg.data.augment import Augment, as_user_picture, loosened, resampled
+from covseg.data.augment import Augment, as_user_picture, resampled
 
 
 def _slice():
@@ -70,19 +70,3 @@ def test_resampled_picture_keeps_its_grid_and_loses_detail():
         assert abs(float(out.mean()) - float(image.mean())) < 0.02  # the same picture ...
         assert np.abs(np.diff(out, axis=1)).mean() < np.abs(np.diff(image, axis=1)).mean()  # ... blurred
     np.testing.assert_allclose(resampled(image, 1.0), image, atol=1e-6)
-
-
-def test_loose_lungs_mask_a_grown_ring_and_label_it_not_lung():
-    """A loose lung mask shows the network what lies past the lungs, labelled 0 (not lung)."""
-    image, lungs, label = _slice()
-    tight = Augment(crop=None, flips=False, jitter=False)
-    loose = Augment(crop=None, flips=False, jitter=False, loose_lungs=1.0)
-    x_tight, y_tight = tight(image, lungs, label, np.random.default_rng(0))
-    x_loose, y_loose = loose(image, lungs, label, np.random.default_rng(0))
-    np.testing.assert_array_equal(y_loose, y_tight)  # the labels do not move
-    ring = (x_loose > 0) & (y_loose == 0)
-    assert ring.any() and not ((x_tight > 0) & (y_tight == 0)).any()
-    np.testing.assert_array_equal(x_loose[y_loose > 0], x_tight[y_tight > 0])
-    grown = loosened(lungs, 10)
-    assert not (ring & ~grown).any()  # within LOOSE_PX of the lungs
-    assert (loosened(lungs, 2) & ~lungs).sum() < (grown & ~lungs).sum()

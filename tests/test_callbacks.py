@@ -116,10 +116,5 @@ def test_ship_makes_weights_that_load_by_themselves(tmp_path, cli):
     assert meta["trained_where"] == "CPU a; GPU b"
     segmenter = LesionSegmenter(tmp_path / "w.pt", backend="torch")  # no model name needed
     assert segmenter.meta["model"] == "anamnet" and segmenter.meta["train_steps"] == 10
-    assert segmenter.postprocess.against_outside is False
-    (run / "config.json").write_text(json.dumps(asdict(TrainConfig(name="toy", loose_lungs=0.5))))
-    code, _, err = cli("ship", run, "-o", tmp_path / "loose.pt", "--trained-on", "a toy")
-    assert code == 0, err  # a run trained on loose lung masks ships with its post-processing
-    assert LesionSegmenter(tmp_path / "loose.pt", backend="torch").postprocess.against_outside
     code, _, err = cli("ship", tmp_path, "-o", tmp_path / "x.pt", "--trained-on", "x")
     assert code == 2 and "not a finished training run" in err and err.count("\n") == 1

@@ -143,20 +143,3 @@ def test_flips_average_the_four_flips_so_a_mirrored_slice_gives_the_mirrored_log
         turned = np.ascontiguousarray(np.flip(batch, axes))
         np.testing.assert_allclose(seg.logits(turned, flips=True),
                                    np.flip(seg.logits(batch, flips=True), axes), atol=1e-4)
-
-
-def test_against_outside_needs_abnormal_to_beat_the_not_lung_logit_too(tmp_path):
-    """A model trained with loose lung masks says "not lung" for what a mask took in past the
-    lungs; with `against_outside` such a pixel is not called abnormal."""
-    from covseg.infer.postprocess import PostProcess
-
-    seg, net = _segmenter(tmp_path)
-    images = _images()
-    lungs = np.ones(images.shape, bool)  # the whole 48 x 64 slice: one box, no padding
-    plain = seg.margins(images, lungs)
-    seg.postprocess = PostProcess(against_outside=True)
-    strict = seg.margins(images, lungs)
-    with torch.inference_mode():
-        logits = net(torch.from_numpy(images)[:, None]).numpy()
-    np.testing.assert_allclose(strict, logits[:, 1] - np.maximum(logits[:, 2], logits[:, 0]), atol=1e-5)
-    assert (strict <= plain).all() and (strict < plain).any()

@@ -5,9 +5,7 @@ picture, given covseg's contrast step), and a picture stored at another size, wh
 framing brings back to the model's scale (resampled down or up and back: its blur); (2)
 geometry: zoom, small rotations, quarter turns, flips (MONAI's `Affine`, image bilinear, labels
 nearest); (3) a lung-centred crop (what makes CPU training affordable); (4) the lung masking of
-the paper, so the masked border follows the transformed lungs, on some samples with lungs grown
-into what surrounds them (a lung mask that overreaches, labelled not lung); (5)
-gamma/contrast/noise jitter.
+the paper, so the masked border follows the transformed lungs; (5) gamma/contrast/noise jitter.
 All randomness comes from the step's numpy generator, so a resumed run draws the same samples.
 """
 from __future__ import annotations
@@ -23,7 +21,6 @@ from covseg.preprocess.contract import enhance, picture_clahe
 
 
 RESAMPLE = (0.6, 1.6)  # stored sizes of a picture against the model's scale (issue 16, item 1)
-LOOSE_PX = (2, 10)  # how far a loose lung mask reaches past the lungs, in training-grid pixels
 
 
 @dataclass
@@ -36,7 +33,6 @@ class Augment:
     reenhance: float = 0.0  # probability of the user-picture intensity path
     resample: float = 0.0  # probability of a picture stored at another size (RESAMPLE) and framed back
     mask_lungs: bool = True  # multiply the image by the (transformed) lungs, as the paper does
-    loose_lungs: float = 0.0  # probability of masking by lungs grown by LOOSE_PX (labels unchanged)
     jitter: bool = True
     gamma: tuple[float, float] = (0.7, 1.5)
     contrast: tuple[float, float] = (0.8, 1.25)
@@ -54,8 +50,6 @@ class Augment:
         if self.crop:
             image, lungs, label = lung_crop((image, lungs, label), label, self.crop, rng)
         if self.mask_lungs:
-            if self.loose_lungs and rng.random() < self.loose_lungs:
-                lungs = loosened(lungs, int(rng.integers(LOOSE_PX[0], LOOSE_PX[1] + 1)))
             image = image * lungs
         inside = (label > 0) | (image > 0)  # lung-masked inputs keep their zero background
         if self.jitter and inside.any():
@@ -112,14 +106,6 @@ def resampled(image: np.ndarray, factor: float) -> np.ndarray:
     back = cv2.INTER_LINEAR if factor < 1 else cv2.INTER_AREA
     small = cv2.resize(np.ascontiguousarray(image, dtype=np.float32), size, interpolation=there)
     return np.clip(cv2.resize(small, (w, h), interpolation=back), 0.0, 1.0)
-
-
-def loosened(lungs: np.ndarray, px: int) -> np.ndarray:
-    """The lungs grown by `px` pixels: a lung mask that takes in chest wall, mediastinum or hilum,
-    as a user's mask or covseg's own may at the edge. The labels keep the grown ring as "not
-    lung" (0), so the model learns to say so instead of calling the tissue there abnormal."""
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
-    return cv2.dilate(np.ascontiguousarray(lungs, dtype=np.uint8), disk) > 0
 
 
 def lung_crop(arrays: tuple[np.ndarray, ...], label: np.ndarray, size: int,

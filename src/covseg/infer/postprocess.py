@@ -24,9 +24,6 @@ IN_PLANE[1] = True
 class PostProcess:
     margin: float = 0.0  # abnormal where logit(abnormal) - logit(normal) > margin
     min_lesion_px: int = 0  # abnormal islands smaller than this (per slice, model pixels) -> normal
-    # abnormal must also beat the not-lung logit: a model trained with loose lung masks
-    # (`loose_lungs`) says "not lung" for chest wall or hilum a lung mask took in
-    against_outside: bool = False
 
     @classmethod
     def from_meta(cls, meta: dict) -> PostProcess:

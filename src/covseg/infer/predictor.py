@@ -18,7 +18,7 @@ import numpy as np
 from covseg.errors import InputError
 from covseg.infer.backends import Network
 from covseg.infer.postprocess import PostProcess
-from covseg.labels import ABNORMAL, BACKGROUND, NORMAL
+from covseg.labels import ABNORMAL, NORMAL
 from covseg.models.weights import describe_weights
 
 # The int8 model is checked against fp32 on every batch it runs (LesionSegmenter._audited): its
@@ -161,8 +161,7 @@ class LesionSegmenter:
 
     def margins(self, images: np.ndarray, lungs: np.ndarray, flips: bool = False,
                 audit: PrecisionAudit | None = None) -> np.ndarray:
-        """(N, H, W) abnormal-minus-normal logits inside the lungs (-inf outside); minus the
-        larger of normal and not-lung where the post-processing says `against_outside`.
+        """(N, H, W) abnormal-minus-normal logits inside the lungs (-inf outside).
 
         The raw evidence the lung-restricted labels are cut from; `covseg tune` searches it.
         On the int8 backend, audited against fp32 (see AUDIT_SLICES); `audit` counts what that did.
@@ -170,10 +169,8 @@ class LesionSegmenter:
         images = np.asarray(images, dtype=np.float32)
         lungs = np.asarray(lungs) > 0
         out = np.full(images.shape, -np.inf, dtype=np.float32)
-        outside = self.postprocess.against_outside
         for i, (ys, xs), crop in self._box_logits(images, lungs, flips):
-            rival = np.maximum(crop[NORMAL], crop[BACKGROUND]) if outside else crop[NORMAL]
-            out[i, ys, xs] = np.where(lungs[i, ys, xs], crop[ABNORMAL] - rival, -np.inf)
+            out[i, ys, xs] = np.where(lungs[i, ys, xs], crop[ABNORMAL] - crop[NORMAL], -np.inf)
         if self.precision == "int8":
             self._audited(images, lungs, flips, out, audit or PrecisionAudit())
         return out

@@ -84,7 +84,6 @@ class TrainConfig:
     quarter_turns: bool = False  # random quarter turns (pictures come turned)
     reenhance: float = 0.0  # share of samples given the user-picture intensity (enhanced again)
     resample: float = 0.0  # share of samples resampled as a picture of another size would be
-    loose_lungs: float = 0.0  # share of samples masked by lungs grown past their edge (ring: not lung)
     intensity_jitter: bool = True
     lesion_weight: float = 0.0  # lung model: added cross-entropy on lesion pixels (they are lung)
     ema: float | None = None  # decay of an exponential moving average of the weights, shipped

@@ -34,8 +34,6 @@ def ship(run_dir: str | Path, dest: str | Path, trained_on: str, metrics: dict,
             "train_steps": log[-1]["step"], "metrics": metrics,
             "trained_where": "; ".join(machines) or "not recorded by the run's log",
             "sha256": sha256(dest)}
-    if config.get("loose_lungs"):  # it learned what lies past the lungs: let it say so
-        meta = {**meta, "postprocess": {"against_outside": True}}
     atomic_write(dest.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)),
                  force)
     return dest

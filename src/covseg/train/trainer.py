@@ -132,8 +132,7 @@ def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool
     augment = Augment(crop=cfg.crop, flips=cfg.flips, zoom=tuple(cfg.zoom) if cfg.zoom else None,
                       rotate_deg=cfg.rotate_deg, quarter_turns=cfg.quarter_turns,
                       reenhance=cfg.reenhance, resample=cfg.resample, jitter=cfg.intensity_jitter,
-                      mask_lungs=cfg.data.mask_lungs and cfg.data.target != "lungs",
-                      loose_lungs=cfg.loose_lungs)
+                      mask_lungs=cfg.data.mask_lungs and cfg.data.target != "lungs")
 
     def batch_at(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of the step's batch: drawn from (seed, step) alone, so a resumed run
