@@ -15,6 +15,8 @@ from covseg.labels import ABNORMAL
 
 def test_only_an_estimated_zoom_is_voted():
     assert Framing(1.2, 0, "lung extent").zooms == pytest.approx([1.2 * f for f in ZOOM_VOTE])
+    # the estimate runs first: the pipeline reuses the frame's grid and its contrast decisions
+    assert Framing(1.2, 0, "lung extent").zooms[0] == 1.2
     for basis in ("pixel size", "matrix", "matrix (a whole slice)"):
         assert Framing(1.2, 0, basis).zooms == (1.2,)
 
