@@ -1,8 +1,9 @@
 """Choosing how the lung model looks at a picture, variants measured on ma20 pictures.
 
 Each slice is written as a PNG and read back with covseg.read_scan, as a user's picture; the
-lung model's probabilities are computed per variant and turned into lungs as LungModel.apply
-does; Dice and lesion pixels inside are computed here.
+lung model's probabilities are computed per variant and turned into lungs by
+`covseg.lungs.learned.lung_sides`, as `LungModel.apply` does; Dice and lesion pixels inside
+are computed here.
 
     python benchmarks/lung_views.py WEIGHTS --fold 3 --limit 103 [--json out.json]
 """
@@ -15,7 +16,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,7 +25,7 @@ import covseg  # noqa: E402
 import covseg.lungs.learned as learned  # noqa: E402
 from covseg.labels import LEFT, RIGHT  # noqa: E402
 from covseg.lungs.box import mask_box  # noqa: E402
-from covseg.lungs.threshold import close_and_fill, largest_components, split_left_right  # noqa: E402
+from covseg.lungs.threshold import largest_components, split_left_right  # noqa: E402
 
 
 def per_lung_look(model: learned.LungModel, stack, intensity, prob):
@@ -47,17 +47,6 @@ def per_lung_look(model: learned.LungModel, stack, intensity, prob):
     return out
 
 
-def to_lungs(prob, threshold):
-    lungs = prob > threshold
-    out = np.zeros(prob.shape, bool)
-    everywhere = np.ones((1, *prob.shape[1:]), bool)
-    for z in np.nonzero(lungs.any(axis=(1, 2)))[0]:
-        split = split_left_right(largest_components(lungs[z][None], keep_ratio=0.05))
-        for label in (RIGHT, LEFT):
-            out[z] |= close_and_fill(split == label, everywhere, 1)[0]
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("weights", type=Path)
@@ -74,7 +63,6 @@ def main() -> int:
                    for cid, img, _, les in medseg_cases(None, args.split)))
     names = [f"{v}@{t}" for v in ("shipped", "per_lung") for t in args.thresholds]
     acc = {n: dict(tp=0, pred=0, ref=0, inside=0, les=0, dices=[]) for n in names}
-    torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         for cid, image, ref_lung, ref_les in cases:
             path = Path(tmp) / f"{cid}.png"
@@ -85,7 +73,7 @@ def main() -> int:
             probs = {"shipped": prob, "per_lung": per_lung_look(model, stack, scan.intensity, prob)}
             for v, p in probs.items():
                 for t in args.thresholds:
-                    lungs = to_lungs(p, t)[0]
+                    lungs = learned.lung_sides(p, t)[0] > 0
                     a = acc[f"{v}@{t}"]
                     a["inside"] += int((lungs & ref_les).sum())
                     a["les"] += int(ref_les.sum())

@@ -103,15 +103,21 @@ class LungModel:
     def apply(self, stack: np.ndarray, intensity: Intensity | str) -> np.ndarray:
         """Slice by slice (the stack may hold unrelated pictures): largest parts, split in two,
         each lung's holes filled (vessels, dense lesions inside it belong to it)."""
-        lungs = self.probabilities(stack, intensity) > LUNG_THRESHOLD
-        sides = np.zeros(stack.shape, dtype=np.uint8)
-        everywhere = np.ones((1, *stack.shape[1:]), bool)
-        for z in np.nonzero(lungs.any(axis=(1, 2)))[0]:
-            split = split_left_right(largest_components(lungs[z][None], keep_ratio=0.05))
-            for label in (RIGHT, LEFT):
-                filled = close_and_fill(split == label, everywhere, 1)[0]
-                sides[z][filled & (sides[z] == 0)] = label
-        return sides
+        return lung_sides(self.probabilities(stack, intensity), LUNG_THRESHOLD)
+
+
+def lung_sides(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """(z, y, x) lung probabilities -> uint8 sides (0 none, 1 right, 2 left), as `apply` makes
+    them; the threshold is an argument so a candidate can be measured the same way."""
+    lungs = prob > threshold
+    sides = np.zeros(prob.shape, dtype=np.uint8)
+    everywhere = np.ones((1, *prob.shape[1:]), bool)
+    for z in np.nonzero(lungs.any(axis=(1, 2)))[0]:
+        split = split_left_right(largest_components(lungs[z][None], keep_ratio=0.05))
+        for label in (RIGHT, LEFT):
+            filled = close_and_fill(split == label, everywhere, 1)[0]
+            sides[z][filled & (sides[z] == 0)] = label
+    return sides
 
 
 def _square(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice, slice]:
