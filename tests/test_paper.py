@@ -165,3 +165,36 @@ def test_perturbation_is_one_sided_and_restorable():
     perturb_(model, original, 0.0, seed=0)
     for name, p in model.named_parameters():
         assert torch.equal(p.detach(), original[name])
+
+
+def _scored(label: str, model: str, dice: float, loss: str = "ce_weighted", sens: float = 0.8):
+    from covseg.paper.tables import Row
+    from covseg.train.config import TrainConfig
+
+    cls = {"dice": dice, "sensitivity": sens, "specificity": 0.99, "accuracy": 0.98}
+    scores = {avg: {"abnormal": cls, "normal": {**cls, "dice": 0.9}} for avg in ("per_slice", "pooled")}
+    return Row(label, TrainConfig(model=model, loss=loss), scores)
+
+
+def test_thesis_and_rotation_conclusions_follow_the_numbers():
+    from covseg.paper import render
+
+    anam = _scored("anamnet", "anamnet", 0.68)
+    thesis = [_scored("mobilenetv2_unet, ce_weighted", "mobilenetv2_unet", 0.62, sens=0.83),
+              _scored("mobilenetv2_unet, dice", "mobilenetv2_unet", 0.65, "dice", sens=0.64)]
+    text = render.thesis_verdict(thesis, anam)
+    assert "None beats Anam-Net by more than 0.01" in text and "1.5-1.5x" in text
+    assert "+0.0300, the Dice loss raises it" in text and "0.8300 -> 0.6400" in text
+    thesis[1] = _scored("mobilenetv2_unet, dice", "mobilenetv2_unet", 0.70, "dice")
+    assert "Beating Anam-Net by more than 0.01: mobilenetv2_unet, dice 0.7000" in \
+        render.thesis_verdict(thesis, anam)
+    thesis[1].scores = None  # still training
+    assert render.thesis_verdict(thesis, anam).startswith("Pending: 1 of 2")
+
+    viii = [anam, _scored("unet", "unet", 0.66)]
+    same = [_scored("anamnet", "anamnet", 0.63), _scored("unet", "unet", 0.62)]
+    assert render.rotation_note(viii, same).endswith("The order holds.")
+    swapped = [_scored("anamnet", "anamnet", 0.63), _scored("unet", "unet", 0.65)]
+    note = render.rotation_note(viii, swapped)
+    assert "anamnet 0.6800 / 0.6300" in note and "on the rotation mean: unet, anamnet" in note
+    assert "The order changes" in note

@@ -136,7 +136,9 @@ def build_page(plan: Plan, cache: RunCache, command: str) -> str:
     vii, ix, x, thesis = (collect_vii(plan, cache), collect_ix(plan, cache), collect_x(plan, cache),
                           collect_thesis(plan, cache))
     xi_text, xi_verdict = render.perturbation_table(collect_xi(plan, cache))
-    rotation_verdict = render.size_verdict("VIII-rotation", rotation_means) if rotation_means else ""
+    rotation_verdict = "\n\n".join(t for t in (
+        render.size_verdict("VIII-rotation", rotation_means) if rotation_means else "",
+        render.rotation_note(viii, rotation_means)) if t)
     today = datetime.date.today().isoformat()
     rows = [*viii, *vii, *x, *thesis, *[r for rs in (rotation or {}).values() for r in rs]]
     parts = [
@@ -170,7 +172,8 @@ def build_page(plan: Plan, cache: RunCache, command: str) -> str:
         "Rows with `dice` use the thesis' Dice loss (MONAI's soft Dice over the three classes) "
         "instead of the weighted cross-entropy; everything else is the protocol.\n",
         render.metric_table("thesis", thesis), "\n" + render.convergence_table(thesis) + "\n",
-        "Not judged: the thesis' own figures are not transcribed.\n",
+        render.thesis_verdict(thesis, next((r for r in viii if r.cfg.model == "anamnet"), None)) +
+        " The thesis' own figures are not transcribed, so ours are not set beside them.\n",
         CANNOT_CHECK,
     ]
     return "\n".join(parts)

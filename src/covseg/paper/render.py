@@ -159,3 +159,55 @@ def perturbation_table(results: dict[str, dict | None]) -> tuple[str, str]:
     verdict = ("**Disagree**" if worse else "**Agree**") + f" with \"{published.CLAIMS['XI']}\" " + \
         f"(Anam-Net may lose at most {TOL} more abnormal Dice than U-Net at every eta): {words}."
     return "\n".join(lines), verdict
+
+
+def rotation_note(viii: list[Row], means: list[Row]) -> str:
+    """Does the rotation keep fold 4's order? One fold and one seed a run: say when it does not."""
+    fold4 = {r.label: r.value() for r in viii}
+    pairs = [(m.label, fold4.get(m.label), m.value()) for m in means]
+    if not pairs or any(a is None or b is None for _, a, b in pairs):
+        return ""
+    by_fold4 = [n for n, _, _ in sorted(pairs, key=lambda p: -p[1])]
+    by_mean = [n for n, _, _ in sorted(pairs, key=lambda p: -p[2])]
+    cells = ", ".join(f"{n} {a:.4f} / {b:.4f}" for n, a, b in pairs)
+    order = ("The order holds." if by_fold4 == by_mean else
+             "The order changes: which network wins depends on the held-out patients, so a "
+             "difference of a few hundredths on one fold is not a ranking.")
+    return (f"Abnormal Dice per slice, fold 4 / rotation mean: {cells}. Ranked on fold 4: "
+            f"{', '.join(by_fold4)}; on the rotation mean: {', '.join(by_mean)}. {order}")
+
+
+def thesis_verdict(thesis: list[Row], anam: Row | None) -> str:
+    """The encoder U-Nets against Anam-Net under the same protocol, and each loss against the other."""
+    done = [r for r in thesis if r.scores is not None]
+    if anam is None or anam.scores is None or len(done) < len(thesis):
+        return f"Pending: {len(done)} of {len(thesis)} runs scored."
+    best = max(thesis, key=lambda r: r.value())
+    beat = [r for r in thesis if r.value() > anam.value() + TOL]
+    sizes = [r.params_m / anam.params_m for r in thesis]
+    text = (f"Best encoder U-Net: {best.label} {best.value():.4f} abnormal Dice per slice, against "
+            f"Anam-Net's {anam.value():.4f} on the same protocol (Table VIII). ")
+    if beat:
+        text += ("Beating Anam-Net by more than " + f"{TOL}: " +
+                 ", ".join(f"{r.label} {r.value():.4f}" for r in beat) + ". ")
+    else:
+        text += (f"None beats Anam-Net by more than {TOL}, at {min(sizes):.1f}-{max(sizes):.1f}x its "
+                 "parameters, all trained from scratch. ")
+    by_model: dict[str, dict[str, Row]] = {}
+    for r in thesis:
+        by_model.setdefault(r.cfg.model, {})[r.cfg.loss] = r
+    losses = []
+    for model, runs in by_model.items():
+        if {"dice", "ce_weighted"} <= set(runs):
+            d, c = runs["dice"], runs["ce_weighted"]
+            diff = d.value() - c.value()
+            word = ("raises it" if diff > TOL else "lowers it" if diff < -TOL
+                    else f"cannot be told apart (within {TOL})")
+            losses.append(f"{model}: {d.value():.4f} with the Dice loss vs {c.value():.4f} with the "
+                          f"weighted cross-entropy ({diff:+.4f}, the Dice loss {word}; abnormal "
+                          f"sensitivity {c.value(metric='sensitivity'):.4f} -> "
+                          f"{d.value(metric='sensitivity'):.4f})")
+    if losses:
+        text += "The thesis' Dice loss against the protocol's loss, abnormal Dice per slice: " + \
+            "; ".join(losses) + ". One seed a run."
+    return text
