@@ -34,7 +34,8 @@ def test_learned_lung_model_on_unseen_fold_4(data_dir):
 
 def test_hu_lungs_match_totalsegmentator(data_dir):
     scores = evaluate_hu_lungs()
-    assert scores["lungs"] > 0.93 and scores["right"] > 0.9 and scores["left"] > 0.85, scores
+    # measured 0.9549 / right 0.9632 / left 0.9406 (issue 15: stay at least as good as 0.955)
+    assert scores["lungs"] > 0.953 and scores["right"] > 0.96 and scores["left"] > 0.938, scores
     assert scores["outside_reference_slices_voxels"] == 0  # no bowel gas taken for lung
 
 
