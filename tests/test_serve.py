@@ -287,9 +287,9 @@ def test_restart_lists_finished_jobs_and_fails_a_job_killed_twice(tmp_path):
         store.add(job_id, "nifti", "x")
     store.start("a")
     store.finish("a", ["report.json"])
+    store.start("c")  # first attempt killed
+    assert store.recover() == (["c"], [])
     store.start("b")  # first attempt killed
-    store.start("c")
-    store.requeue("c")
     store.start("c")  # second attempt killed too
     assert store.recover() == (["b"], ["c"])
     again = JobStore(tmp_path / "jobs.sqlite")

@@ -1,4 +1,4 @@
-"""The label maps every part of covseg speaks, defined once: classes, names, colours, lung sides.
+"""The label maps every part of covseg speaks, defined once: classes, colours, lung sides.
 
 Lesion maps use Anam-Net's three classes; lung maps tell the two lungs apart. Patient's right
 is on the image's left (low x), as radiologists view an axial slice.
@@ -27,7 +27,4 @@ class Side(IntEnum):
 BACKGROUND, ABNORMAL, NORMAL = Label.BACKGROUND, Label.ABNORMAL, Label.NORMAL
 RIGHT, LEFT = Side.RIGHT, Side.LEFT
 
-NAMES = {BACKGROUND: "outside the lungs", ABNORMAL: "abnormal (ground glass, consolidation, effusion)",
-         NORMAL: "normal lung"}
-SIDE_NAMES = {RIGHT: "right", LEFT: "left"}
 COLOURS = {ABNORMAL: (230, 30, 30), NORMAL: (40, 200, 60)}  # red and green, as in Anam-Net's figures

@@ -6,7 +6,6 @@ included (docs/results.md); Table IV's parameter counts live in covseg.evaluate.
 """
 from __future__ import annotations
 
-from covseg.evaluate.profile import PAPER_PARAMS_M
 
 # (table, network, class) -> Dice, per slice, as the paper reports it
 DICE: dict[tuple[str, str, str], float] = {
@@ -29,7 +28,3 @@ CLAIMS = {
 
 def paper_dice(table: str, network: str, cls: str) -> float | None:
     return DICE.get((table, network, cls))
-
-
-def paper_params_m(network: str) -> float | None:
-    return PAPER_PARAMS_M.get(network)

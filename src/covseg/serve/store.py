@@ -154,10 +154,6 @@ class JobStore:
             db.execute("UPDATE jobs SET status = 'failed', error = ?, finished = ? WHERE id = ?",
                        (error, time.time(), job_id))
 
-    def requeue(self, job_id: str) -> None:
-        with self._db() as db:
-            db.execute("UPDATE jobs SET status = 'queued', progress = 0, stage = '' WHERE id = ?", (job_id,))
-
     def recover(self) -> tuple[list[str], list[str]]:
         """After a crash: jobs left `running` run once more, or fail if they already had a retry.
 
