@@ -120,3 +120,13 @@ def test_a_background_run_stops_at_a_checkpoint_on_kill_and_resumes(data_dir, tm
     done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert (run / "model.pt").is_file()
+
+
+def test_the_cli_overrides_the_seed_and_records_it(data_dir, tmp_path, cli):
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(dict(TINY, epochs=1, steps_per_epoch=1)))
+    code, _out, err = cli("train", config, "--seed", "7", "-o", tmp_path / "run")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 7

@@ -156,6 +156,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.epochs:
         cfg.epochs = args.epochs
+    if args.seed is not None:  # a recipe's spread over seeds, without a config file per seed
+        cfg.seed = args.seed
     if args.precision:  # this machine's measured choice; recorded in the run's config.json
         cfg.precision = args.precision
     out = args.output or Path("runs") / cfg.name
@@ -340,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--force", action="store_true", help="start over in a folder with a run")
     p.add_argument("--epochs", type=int, help="override the config's epochs")
+    p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (resumable)")
     p.add_argument("--precision", choices=PRECISIONS, help="override the config's precision (auto: "
                    "time fp32 and bf16 at the start and train in the faster)")
