@@ -6,7 +6,6 @@ included (docs/results.md); Table IV's parameter counts live in covseg.evaluate.
 """
 from __future__ import annotations
 
-
 # (table, network, class) -> Dice, per slice, as the paper reports it
 DICE: dict[tuple[str, str, str], float] = {
     ("VII", "anamnet", "abnormal"): 0.755,  # Exp 1, MedSeg

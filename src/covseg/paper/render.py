@@ -188,7 +188,7 @@ def thesis_verdict(thesis: list[Row], anam: Row | None) -> str:
     text = (f"Best encoder U-Net: {best.label} {best.value():.4f} abnormal Dice per slice, against "
             f"Anam-Net's {anam.value():.4f} on the same protocol (Table VIII). ")
     if beat:
-        text += ("Beating Anam-Net by more than " + f"{TOL}: " +
+        text += (f"Beating Anam-Net by more than {TOL}: " +
                  ", ".join(f"{r.label} {r.value():.4f}" for r in beat) + ". ")
     else:
         text += (f"None beats Anam-Net by more than {TOL}, at {min(sizes):.1f}-{max(sizes):.1f}x its "
