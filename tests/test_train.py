@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from covseg.errors import InputError, OutputExistsError
 from covseg.runtime import has_fast_bf16
@@ -98,8 +99,6 @@ def test_a_background_run_stops_at_a_checkpoint_on_kill_and_resumes(data_dir, tm
     import sys
     import time
 
-    import yaml
-
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(dict(TINY, epochs=200)))
     run = tmp_path / "run"
@@ -123,8 +122,6 @@ def test_a_background_run_stops_at_a_checkpoint_on_kill_and_resumes(data_dir, tm
 
 
 def test_the_cli_overrides_the_seed_and_records_it(data_dir, tmp_path, cli):
-    import yaml
-
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(dict(TINY, epochs=1, steps_per_epoch=1)))
     code, _out, err = cli("train", config, "--seed", "7", "-o", tmp_path / "run")
