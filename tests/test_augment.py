@@ -31,12 +31,12 @@ def test_the_same_generator_state_gives_the_same_sample():
 def test_zoom_scales_areas_and_masks_after_the_transform():
     image, lungs, label = _slice()
     out_aug = Augment(crop=None, flips=False, zoom=(0.6, 0.6), jitter=False)
-    out, lab = out_aug(image, lungs, label, np.random.default_rng(0))
+    out, lab, _ = out_aug(image, lungs, label, np.random.default_rng(0))
     ratio = np.count_nonzero(lab) / np.count_nonzero(label)
     assert abs(ratio - 0.36) < 0.03  # zoomed out: every lung pixel stays in the frame
     assert (out[lab == 0] == 0).all()  # masked after the transform: nothing outside the lungs
     in_aug = Augment(crop=None, flips=False, zoom=(1.5, 1.5), jitter=False)
-    _, lab = in_aug(image, lungs, label, np.random.default_rng(0))
+    _, lab, _ = in_aug(image, lungs, label, np.random.default_rng(0))
     lesion_ratio = np.count_nonzero(lab == 1) / np.count_nonzero(label == 1)
     assert abs(lesion_ratio - 2.25) < 0.3  # zoomed in: the lesion, inside the frame, grows 1.5^2
 
@@ -46,11 +46,26 @@ def test_quarter_turns_turn_image_and_labels_together():
     aug = Augment(crop=None, flips=False, quarter_turns=True, jitter=False, mask_lungs=False)
     seen = set()
     for seed in range(12):
-        out, lab = aug(image, lungs, label, np.random.default_rng(seed))
+        out, lab, _ = aug(image, lungs, label, np.random.default_rng(seed))
         turns = [k for k in range(4) if np.array_equal(lab, np.rot90(label, k))]
         assert turns and np.array_equal(out, np.rot90(image, turns[0]))
         seen.add(turns[0])
     assert len(seen) >= 3
+
+
+def test_a_teachers_map_moves_with_the_labels_and_changes_no_draw():
+    """Distillation's soft targets: turned, flipped, zoomed and cropped exactly as the labels,
+    and the sample drawn is the one drawn without them (a paired comparison stays paired)."""
+    image, lungs, label = _slice()
+    soft = np.stack([(label == k).astype(np.float32) * 5.0 for k in range(3)])
+    aug = Augment(crop=64, zoom=(0.8, 1.25), rotate_deg=10, quarter_turns=True, jitter=True)
+    for seed in range(6):
+        with_soft = aug(image, lungs, label, np.random.default_rng(seed), soft)
+        without = aug(image, lungs, label, np.random.default_rng(seed))
+        assert np.array_equal(with_soft[0], without[0]) and np.array_equal(with_soft[1], without[1])
+        assert without[2] is None and with_soft[2].shape == (3, 64, 64)
+        agree = with_soft[2].argmax(0) == with_soft[1]
+        assert agree.mean() > 0.97  # bilinear against nearest: only edge pixels may differ
 
 
 def test_user_picture_path_enhances_again_within_range():

@@ -40,52 +40,70 @@ class Augment:
     noise: float = 0.02
 
     def __call__(self, image: np.ndarray, lungs: np.ndarray, label: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """One (H, W) enhanced image in [0, 1] with its lungs and labels -> (input, labels)."""
+                 rng: np.random.Generator, soft: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One (H, W) enhanced image in [0, 1] with its lungs and labels -> (input, labels, soft).
+
+        `soft`, a (C, H, W) map of a teacher's logits (distillation), follows the geometry and
+        the crop; it draws nothing from `rng`, so a run with and without it sees the same samples.
+        """
         if self.reenhance and rng.random() < self.reenhance:
             image = as_user_picture(image, lungs, rng)
         if self.resample and rng.random() < self.resample:
             image = resampled(image, math.exp(rng.uniform(*np.log(RESAMPLE))))
-        image, lungs, label = self.geometry(image, lungs, label, rng)
+        image, lungs, label, soft = self.geometry(image, lungs, label, rng, soft)
         if self.crop:
-            image, lungs, label = lung_crop((image, lungs, label), label, self.crop, rng)
+            image, lungs, label, soft = lung_crop((image, lungs, label, soft), label, self.crop, rng)
         if self.mask_lungs:
             image = image * lungs
         inside = (label > 0) | (image > 0)  # lung-masked inputs keep their zero background
         if self.jitter and inside.any():
             image = jitter_intensity(image, inside, self, rng)
+        if soft is not None:
+            soft = np.ascontiguousarray(soft, dtype=np.float32)
         return (np.ascontiguousarray(image, dtype=np.float32),
-                np.ascontiguousarray(label, dtype=np.uint8))
+                np.ascontiguousarray(label, dtype=np.uint8), soft)
 
     def geometry(self, image: np.ndarray, lungs: np.ndarray, label: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 rng: np.random.Generator, soft: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Turns, flips, zoom and rotation, the same for every array (the planes are the last
+        two axes, so a (C, H, W) `soft` map moves with the (H, W) ones)."""
+        arrays = [image, lungs, label, soft]
         turns = int(rng.integers(4)) if self.quarter_turns else 0
         if turns:
-            image, lungs, label = (np.rot90(a, turns) for a in (image, lungs, label))
+            arrays = [_each(a, lambda b: np.rot90(b, turns, axes=(-2, -1))) for a in arrays]
         if self.flips:
             if rng.random() < 0.5:
-                image, lungs, label = image[:, ::-1], lungs[:, ::-1], label[:, ::-1]
+                arrays = [_each(a, lambda b: b[..., ::-1]) for a in arrays]
             if rng.random() < 0.5:
-                image, lungs, label = image[::-1], lungs[::-1], label[::-1]
+                arrays = [_each(a, lambda b: b[..., ::-1, :]) for a in arrays]
         zoom = math.exp(rng.uniform(*np.log(self.zoom))) if self.zoom else 1.0
         angle = math.radians(rng.uniform(-self.rotate_deg, self.rotate_deg)) if self.rotate_deg else 0.0
         if zoom != 1.0 or angle:
-            image, lungs, label = _affine(image, lungs, label, zoom, angle)
-        return image, lungs, label
+            arrays = _affine(*arrays, zoom, angle)
+        image, lungs, label, soft = arrays
+        return image, lungs, label, soft
 
 
-def _affine(image: np.ndarray, lungs: np.ndarray, label: np.ndarray, zoom: float, angle: float
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _each(a: np.ndarray | None, f) -> np.ndarray | None:
+    return None if a is None else f(a)
+
+
+def _affine(image: np.ndarray, lungs: np.ndarray, label: np.ndarray, soft: np.ndarray | None,
+            zoom: float, angle: float) -> list:
     """Zoom the content by `zoom` and rotate by `angle` about the centre; the frame size stays."""
     from monai.transforms import Affine
 
     def warp(a: np.ndarray, mode: str) -> np.ndarray:
+        """(C, H, W) -> (C, H, W)."""
         t = Affine(rotate_params=angle, scale_params=(1 / zoom, 1 / zoom), padding_mode="zeros",
                    mode=mode, image_only=True)  # MONAI scales the sampling grid: 1/zoom
-        return np.asarray(t(np.ascontiguousarray(a, dtype=np.float32)[None]))[0]
+        return np.asarray(t(np.ascontiguousarray(a, dtype=np.float32)))
 
-    return (warp(image, "bilinear"), warp(lungs, "nearest") > 0.5,
-            np.rint(warp(label, "nearest")).astype(np.uint8))
+    return [warp(image[None], "bilinear")[0], warp(lungs[None], "nearest")[0] > 0.5,
+            np.rint(warp(label[None], "nearest")[0]).astype(np.uint8),
+            _each(soft, lambda b: warp(b, "bilinear"))]
 
 
 def as_user_picture(image: np.ndarray, lungs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -108,13 +126,15 @@ def resampled(image: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(cv2.resize(small, (w, h), interpolation=back), 0.0, 1.0)
 
 
-def lung_crop(arrays: tuple[np.ndarray, ...], label: np.ndarray, size: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """A size x size window of every array whose centre lies inside the labels' bounding box."""
+def lung_crop(arrays: tuple[np.ndarray | None, ...], label: np.ndarray, size: int,
+              rng: np.random.Generator) -> tuple[np.ndarray | None, ...]:
+    """A size x size window of every array (planes on the last two axes; None stays None) whose
+    centre lies inside the labels' bounding box."""
     h, w = label.shape
     ph, pw = max(0, size - h), max(0, size - w)
     if ph or pw:
-        arrays = tuple(np.pad(a, ((0, ph), (0, pw))) for a in arrays)
+        arrays = tuple(_each(a, lambda b: np.pad(b, [(0, 0)] * (b.ndim - 2) + [(0, ph), (0, pw)]))
+                       for a in arrays)
         label = np.pad(label, ((0, ph), (0, pw)))
         h, w = label.shape
     ys, xs = np.nonzero(label)
@@ -125,7 +145,7 @@ def lung_crop(arrays: tuple[np.ndarray, ...], label: np.ndarray, size: int,
         cy, cx = h // 2, w // 2
     y0 = int(np.clip(cy - size // 2, 0, h - size))
     x0 = int(np.clip(cx - size // 2, 0, w - size))
-    return tuple(a[y0:y0 + size, x0:x0 + size] for a in arrays)
+    return tuple(_each(a, lambda b: b[..., y0:y0 + size, x0:x0 + size]) for a in arrays)
 
 
 def jitter_intensity(image: np.ndarray, inside: np.ndarray, aug: Augment,

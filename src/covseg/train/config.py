@@ -86,6 +86,10 @@ class TrainConfig:
     resample: float = 0.0  # share of samples resampled as a picture of another size would be
     intensity_jitter: bool = True
     lesion_weight: float = 0.0  # lung model: added cross-entropy on lesion pixels (they are lung)
+    # distillation: weights (trained on the same training slices) whose mean logits on each
+    # training slice are soft targets, added to the loss as a KL term times `distill_weight`
+    teachers: list[str] = field(default_factory=list)
+    distill_weight: float = 1.0
     ema: float | None = None  # decay of an exponential moving average of the weights, shipped
     # BatchNorm normalises with its running statistics and leaves them as they are (fine-tuning
     # from `init` with small batches; DDP on CPU, where SyncBatchNorm cannot pool statistics)
@@ -114,6 +118,9 @@ class TrainConfig:
         if self.lesion_weight and self.data.target != "lungs":
             raise InputError("lesion_weight weighs the lung model's lesion pixels: use it with "
                              "data.target lungs")
+        if self.teachers and self.data.target != "lesions":
+            raise InputError("teachers (distillation) give lesion-model soft targets: use them "
+                             "with data.target lesions")
         if self.patience is not None and self.data.target != "lesions":
             raise InputError("patience (early stopping) scores lesion Dice: use it with target lesions")
         return self

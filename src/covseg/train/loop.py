@@ -18,6 +18,7 @@ from torch import nn
 from covseg.metrics import dice
 from covseg.runtime import autocast
 from covseg.train import distributed as ddp
+from covseg.train.losses import distillation
 
 
 @dataclass
@@ -31,7 +32,8 @@ class Run:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     loss_fn: nn.Module
-    batch_at: Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # this rank's batch of a step
+    # this rank's batch of a step: inputs, labels, and the teachers' logits (or None)
+    batch_at: Callable[[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
     loss_weight: float  # this rank's share of the global batch (DDP), 1 alone
     precision: str
     steps_per_epoch: int
@@ -44,6 +46,7 @@ class Run:
     dices: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     lung_target: bool = False  # labels 0 / 1 abnormal / 2 normal, the model's class 1 is lung
+    distill_weight: float = 0.0  # weight of the KL term to the teachers' logits
 
     def elapsed(self) -> float:
         return self.elapsed_s + time.perf_counter() - self.started
@@ -82,10 +85,12 @@ def run_loop(run: Run, callbacks: list[Callback]) -> dict:
     record: dict = {}
     try:
         while run.step < run.stop and not run.stopped:
-            x, y = run.batch_at(run.step)
+            x, y, soft = run.batch_at(run.step)
             with autocast(run.precision, run.ctx.device.type):
                 logits = run.net(x)
             loss = run.loss_fn(logits.float(), y)
+            if soft is not None:
+                loss = loss + run.distill_weight * distillation(logits.float(), soft, y)
             if run.loss_weight != 1.0:
                 loss = loss * run.loss_weight
             run.opt.zero_grad(set_to_none=True)

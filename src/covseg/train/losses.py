@@ -50,6 +50,18 @@ class LungTarget(nn.Module):
         return out
 
 
+def distillation(logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """KL divergence from the teachers' class probabilities to the network's, averaged over the
+    lung pixels (label > 0): outside the lungs the input is zero and the class is known, and
+    counting it would dilute what the teachers know about lesion edges and faint disease."""
+    lung = labels > 0
+    if not bool(lung.any()):
+        return logits.sum() * 0.0
+    target = torch.log_softmax(teacher.float(), dim=1)
+    kl = (target.exp() * (target - torch.log_softmax(logits, dim=1))).sum(1)
+    return kl[lung].mean()
+
+
 def build_loss(name: str, labels: np.ndarray, num_classes: int, target: str = "lesions",
                lesion_weight: float = 0.0) -> nn.Module:
     """Loss module taking (logits N,C,H,W; labels N,H,W long); for the lung target, labels are

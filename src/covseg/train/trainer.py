@@ -134,22 +134,31 @@ def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool
                       reenhance=cfg.reenhance, resample=cfg.resample, jitter=cfg.intensity_jitter,
                       mask_lungs=cfg.data.mask_lungs and cfg.data.target != "lungs")
 
-    def batch_at(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    soft = None
+    if cfg.teachers:  # computed again on resume: the same teachers give the same targets
+        from covseg.train.distill import teacher_logits
+
+        soft = teacher_logits(cfg.teachers, images, lungs, augment.mask_lungs, n_classes)
+
+    def batch_at(step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """This rank's share of the step's batch: drawn from (seed, step) alone, so a resumed run
         sees the same data. Every rank augments the whole global batch (the generator's draws
         follow one another) and keeps its own samples."""
         rng = np.random.default_rng([cfg.seed, step])
-        pairs = [augment(images[i], lungs[i], labels[i], rng)
-                 for i in rng.integers(0, len(images), cfg.batch_size)]
-        pairs = [pairs[i] for i in mine]
-        x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None]).to(ctx.device).contiguous(
+        samples = [augment(images[i], lungs[i], labels[i], rng, None if soft is None else soft[i])
+                   for i in rng.integers(0, len(images), cfg.batch_size)]
+        samples = [samples[i] for i in mine]
+        x = torch.from_numpy(np.stack([s[0] for s in samples])[:, None]).to(ctx.device).contiguous(
             memory_format=torch.channels_last)
-        return x, torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64)).to(ctx.device)
+        y = torch.from_numpy(np.stack([s[1] for s in samples]).astype(np.int64)).to(ctx.device)
+        t = None if soft is None else torch.from_numpy(np.stack([s[2] for s in samples])).to(ctx.device)
+        return x, y, t
 
     run = Run(ctx, out, model, _wrap(ctx, model), opt, _scheduler(cfg, opt, steps_per_epoch),
               loss_fn, batch_at, ddp.share_weight(ctx, cfg.batch_size), "fp32", steps_per_epoch,
               total_steps, min(total_steps, max_steps) if max_steps else total_steps,
-              lung_target=cfg.data.target == "lungs")
+              lung_target=cfg.data.target == "lungs",
+              distill_weight=cfg.distill_weight if cfg.teachers else 0.0)
     ema = Ema(model, cfg.ema) if cfg.ema is not None else None
     early = None
     if cfg.patience is not None:  # the validation patients are loaded and checked up front
@@ -163,7 +172,7 @@ def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool
         if force and ctx.is_main:
             (out / LOG).unlink(missing_ok=True)
         if ctx.is_main:
-            run.precision, timed = _precision(cfg, model, loss_fn, *batch_at(0))
+            run.precision, timed = _precision(cfg, model, loss_fn, *batch_at(0)[:2])
     run.precision, timed = ddp.broadcast(ctx, (run.precision, timed))  # one arithmetic everywhere
     if ctx.is_main:
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
