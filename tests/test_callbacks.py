@@ -23,7 +23,7 @@ def _run(out, lr: float, epochs: int, stop: int | None = None) -> Run:
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     total = epochs * 2
-    return Run(Dist(), out, model, model, opt, sched, nn.CrossEntropyLoss(), lambda step: (X, Y),
+    return Run(Dist(), out, model, model, opt, sched, nn.CrossEntropyLoss(), lambda step: (X, Y, None),
                1.0, "fp32", 2, total, stop or total)
 
 
