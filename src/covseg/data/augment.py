@@ -82,8 +82,7 @@ class Augment:
         angle = math.radians(rng.uniform(-self.rotate_deg, self.rotate_deg)) if self.rotate_deg else 0.0
         if zoom != 1.0 or angle:
             arrays = _affine(*arrays, zoom, angle)
-        image, lungs, label, soft = arrays
-        return image, lungs, label, soft
+        return tuple(arrays)
 
 
 def _each(a: np.ndarray | None, f) -> np.ndarray | None:

@@ -138,7 +138,7 @@ def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool
     if cfg.teachers:  # computed again on resume: the same teachers give the same targets
         from covseg.train.distill import teacher_logits
 
-        soft = teacher_logits(cfg.teachers, images, lungs, augment.mask_lungs, n_classes)
+        soft = teacher_logits(cfg.teachers, images, lungs, augment.mask_lungs)
 
     def batch_at(step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """This rank's share of the step's batch: drawn from (seed, step) alone, so a resumed run
@@ -157,8 +157,7 @@ def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool
     run = Run(ctx, out, model, _wrap(ctx, model), opt, _scheduler(cfg, opt, steps_per_epoch),
               loss_fn, batch_at, ddp.share_weight(ctx, cfg.batch_size), "fp32", steps_per_epoch,
               total_steps, min(total_steps, max_steps) if max_steps else total_steps,
-              lung_target=cfg.data.target == "lungs",
-              distill_weight=cfg.distill_weight if cfg.teachers else 0.0)
+              lung_target=cfg.data.target == "lungs", distill_weight=cfg.distill_weight)
     ema = Ema(model, cfg.ema) if cfg.ema is not None else None
     early = None
     if cfg.patience is not None:  # the validation patients are loaded and checked up front
