@@ -37,7 +37,9 @@ class UNetPlusPlus(nn.Module):
         return self.net(x)[0]
 
 
-def lung_unet(in_channels: int = 1, num_classes: int = 2) -> nn.Module:
-    """A small U-Net (16..128 channels, 0.5 M parameters) for lung masks, covseg's learned lung model."""
+def lung_unet(in_channels: int = 1, num_classes: int = 2, width: int = 16) -> nn.Module:
+    """A small U-Net for lung masks, covseg's learned lung model: width..8 x width channels
+    (16: 0.5 M parameters; 32: 2.0 M, a config's `model_args: {width: 32}`)."""
+    w = width
     return BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=num_classes,
-                     features=(16, 16, 32, 64, 128, 16), upsample="deconv", **_ORIGINAL)
+                     features=(w, w, 2 * w, 4 * w, 8 * w, w), upsample="deconv", **_ORIGINAL)
