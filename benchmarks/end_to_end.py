@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         candidate = learned.LungModel(args.lung_weights)  # loaded here: a bad file stops the run
         learned.LungModel.shared = classmethod(lambda cls: candidate)
     if args.lung_threshold is not None:  # a candidate threshold, for choosing one
-        learned.LUNG_THRESHOLD = args.lung_threshold
+        learned.LungModel.shared().threshold = args.lung_threshold
     if args.dataset == "ma20":
         cases = list(ma20_cases(args.limit, args.fold))
         variants = args.variant or ["as-is"]

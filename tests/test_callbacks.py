@@ -118,3 +118,42 @@ def test_ship_makes_weights_that_load_by_themselves(tmp_path, cli):
     assert segmenter.meta["model"] == "anamnet" and segmenter.meta["train_steps"] == 10
     code, _, err = cli("ship", tmp_path, "-o", tmp_path / "x.pt", "--trained-on", "x")
     assert code == 2 and "not a finished training run" in err and err.count("\n") == 1
+
+
+def test_a_lung_models_threshold_ships_with_it_and_decides_its_lungs(tmp_path, cli):
+    import numpy as np
+    from dataclasses import asdict
+
+    from covseg.lungs.learned import LungModel
+    from covseg.models import build_model
+    from covseg.train.config import DataConfig, TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(build_model("lung_unet", num_classes=2, width=8).state_dict(), run / WEIGHTS)
+    config = TrainConfig(name="toy_lungs", model="lung_unet", model_args={"width": 8},
+                         data=DataConfig(target="lungs"))
+    (run / "config.json").write_text(json.dumps(asdict(config)))
+    (run / LOG).write_text(json.dumps({"step": 3, "elapsed_s": 0.2, "machine": "CPU a"}) + "\n")
+    code, _, err = cli("ship", run, "-o", tmp_path / "l.pt", "--trained-on", "toy",
+                       "--threshold", "0.6")
+    assert code == 0, err
+    assert json.loads((tmp_path / "l.json").read_text())["threshold"] == 0.6
+    model = LungModel(tmp_path / "l.pt")  # width and threshold come from the metadata
+    assert model.threshold == 0.6
+    prob = np.zeros((1, 32, 32), np.float32)
+    prob[0, 4:28, 2:14] = 0.55  # lung at the default cut, not at this model's
+    prob[0, 4:28, 18:30] = 0.65
+    model.probabilities = lambda stack, intensity: prob
+    sides = model.apply(np.zeros((1, 32, 32), np.float32), "display")
+    assert sides[0, :, 2:14].sum() == 0 and sides[0, 4:28, 18:30].all()
+    code, _, _ = cli("ship", run, "-o", tmp_path / "m.pt", "--trained-on", "toy")
+    assert code == 0 and json.loads((tmp_path / "m.json").read_text())["threshold"] == 0.5
+    lesions = tmp_path / "lesion_run"
+    lesions.mkdir()
+    for name in ("config.json", LOG):
+        (lesions / name).write_text((run / name).read_text().replace('"lungs"', '"lesions"'))
+    torch.save(build_model("anamnet").state_dict(), lesions / WEIGHTS)
+    code, _, err = cli("ship", lesions, "-o", tmp_path / "x.pt", "--trained-on", "x",
+                       "--threshold", "0.6")
+    assert code == 2 and "lung model" in err and not (tmp_path / "x.pt").exists()

@@ -145,7 +145,8 @@ def _cmd_ship(args: argparse.Namespace) -> int:
     """A finished run's weights with their metadata sidecar: usable with --weights alone."""
     from covseg.train.ship import ship
 
-    dest = ship(args.run, args.output, args.trained_on, {}, force=args.force)
+    dest = ship(args.run, args.output, args.trained_on, {}, force=args.force,
+                threshold=args.threshold)
     print(f"weights: {dest} (metadata: {dest.with_suffix('.json')})")
     return 0
 
@@ -353,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="the weights file to write")
     p.add_argument("--trained-on", required=True, help="what the weights were trained on, in "
                    "words (data set, folds, licence); reports quote it")
+    p.add_argument("--threshold", type=float, help="lung models: the probability above which a "
+                   "pixel is lung, chosen on a held-out fold (default 0.5)")
     p.add_argument("--force", action="store_true", help="replace existing weights")
 
     p = add("paper", _cmd_paper, "train and score what the paper's Tables IV, VII-XI need under "

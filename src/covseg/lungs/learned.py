@@ -26,7 +26,7 @@ from covseg.lungs.threshold import close_and_fill, largest_components, split_lef
 
 DEFAULT_LUNG_WEIGHTS = WEIGHTS_DIR / "lungs_ma20_medseg.pt"
 LUNG_MODEL_PX = 128
-LUNG_THRESHOLD = 0.5
+LUNG_THRESHOLD = 0.5  # the default cut; weights may record their own (`covseg ship --threshold`)
 CLOSER_MARGIN = 0.10  # of the lungs' box side, kept around it for the closer look
 CLOSER_AREA = 0.8  # a box over this share of the plane: the picture is cut to its lungs already
 
@@ -37,6 +37,9 @@ class LungModel:
     def __init__(self, weights: str | Path | None = None, batch_size: int = 16):
         self.model, self.meta = load_model(weights or DEFAULT_LUNG_WEIGHTS, model="lung_unet")
         self.batch_size = batch_size
+        # chosen on a held-out fold with these weights; the closer look's box keeps the default
+        # cut, as the choice was measured (benchmarks/lung_views.py)
+        self.threshold = float(self.meta.get("threshold", LUNG_THRESHOLD))
 
     @classmethod
     @cache
@@ -103,7 +106,7 @@ class LungModel:
     def apply(self, stack: np.ndarray, intensity: Intensity | str) -> np.ndarray:
         """Slice by slice (the stack may hold unrelated pictures): largest parts, split in two,
         each lung's holes filled (vessels, dense lesions inside it belong to it)."""
-        return lung_sides(self.probabilities(stack, intensity), LUNG_THRESHOLD)
+        return lung_sides(self.probabilities(stack, intensity), self.threshold)
 
 
 def lung_sides(prob: np.ndarray, threshold: float) -> np.ndarray:
