@@ -18,12 +18,12 @@ def _slice() -> np.ndarray:
 class _Counting(LungModel):
     def __init__(self):
         shared = LungModel.shared()
-        self.model, self.meta, self.batch_size = shared.model, shared.meta, shared.batch_size
+        self.nets, self.batch_size = shared.nets[:1], shared.batch_size  # one model's two looks
         self.sizes: list[tuple[int, int]] = []
 
-    def _look(self, stack, intensity):
+    def _look(self, stack, intensity, net):
         self.sizes.append(stack.shape[1:])
-        return super()._look(stack, intensity)
+        return super()._look(stack, intensity, net)
 
 
 def test_a_whole_slice_gets_a_closer_look_that_only_adds_lung():
@@ -33,7 +33,7 @@ def test_a_whole_slice_gets_a_closer_look_that_only_adds_lung():
     assert len(model.sizes) == 2, model.sizes
     (h, w), (ch, cw) = model.sizes
     assert ch * cw < 0.8 * h * w  # the second look saw the lungs' box, not the slice again
-    first = LungModel._look(model, image, "display")
+    first = LungModel._look(model, image, "display", model.nets[0])
     assert np.all(prob >= first - 1e-6)  # the larger of the two looks: lung is never taken away
     assert (prob > LUNG_THRESHOLD).sum() >= (first > LUNG_THRESHOLD).sum()
 
