@@ -43,3 +43,14 @@ def test_shipped_metadata_matches_weights():
     meta = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
     assert meta["sha256"] == sha256(DEFAULT_WEIGHTS)
     assert meta["config"]["data"]["train_folds"] == [1, 2, 3]  # fold 4 never seen
+
+
+def test_shipped_lung_models_match_their_metadata():
+    from covseg.lungs.learned import SHIPPED_LUNG_WEIGHTS, LungModel
+
+    for path in SHIPPED_LUNG_WEIGHTS:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        assert meta["sha256"] == sha256(path)
+        assert meta["config"]["data"]["train_folds"] == [1, 2, 3]  # fold 4 never seen
+    model = LungModel()
+    assert len(model.nets) == 2 and model.threshold == 0.5  # the pair's cut, chosen on fold 3
