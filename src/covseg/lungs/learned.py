@@ -44,12 +44,12 @@ class LungModel:
         paths = SHIPPED_LUNG_WEIGHTS if weights is None else (
             [weights] if isinstance(weights, (str, Path)) else list(weights))
         loaded = [load_model(path, model="lung_unet") for path in paths]
-        self.nets, self.metas = [net for net, _ in loaded], [meta for _, meta in loaded]
+        self.nets = [net for net, _ in loaded]
         self.batch_size = batch_size
         # One model: the cut chosen on a held-out fold with its weights (its metadata). Several:
         # the default, which ma20 fold 3 chose for the shipped pair's mean. The closer look's
         # box keeps the default cut either way, as the choices were measured.
-        self.threshold = (float(self.metas[0].get("threshold", LUNG_THRESHOLD)) if len(paths) == 1
+        self.threshold = (float(loaded[0][1].get("threshold", LUNG_THRESHOLD)) if len(loaded) == 1
                           else LUNG_THRESHOLD)
 
     @classmethod
