@@ -4,7 +4,7 @@ Nothing of covseg's evaluator is used: the pictures are written with Pillow, seg
 the public API exactly as `covseg segment slice.png` would, and Dice is computed here with numpy.
 
     python benchmarks/end_to_end.py ma20 [--limit N] [--variant NAME ...] [--reference-lungs]
-                                         [--own-intensity] [--fold K] [--lung-weights W]
+                                         [--own-intensity] [--fold K] [--lung-weights W ...]
                                          [--lungs METHOD]
     python benchmarks/end_to_end.py medseg [--variant stored upright ...]
 
@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, help="lesion weights (default: the shipped model)")
     ap.add_argument("--split", choices=["train", "held_out", "test"], default="test",
                     help="medseg100 split (train, held_out: for choosing, never the test figures)")
-    ap.add_argument("--lung-weights", type=Path, help="a candidate lung model instead of the shipped")
+    ap.add_argument("--lung-weights", type=Path, nargs="+",
+                    help="a candidate lung model (several: their mean) instead of the shipped")
     ap.add_argument("--lung-threshold", type=float, help="a candidate lung threshold (default: shipped)")
     ap.add_argument("--fold", type=int, default=4, choices=[1, 2, 3, 4], help="ma20 fold (default 4)")
     ap.add_argument("--lungs", default="auto", help="covseg's lung method (default auto)")

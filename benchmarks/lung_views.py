@@ -49,7 +49,7 @@ def per_lung_look(model: learned.LungModel, stack, intensity, prob):
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("weights", type=Path)
+    ap.add_argument("weights", type=Path, nargs="+", help="a lung model (several: their mean)")
     ap.add_argument("--dataset", default="ma20", choices=["ma20", "medseg"])
     ap.add_argument("--split", default="held_out")
     ap.add_argument("--fold", type=int, default=3)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from covseg.data.augment import Augment, as_user_picture, resampled
+from covseg.data.augment import Augment, as_user_picture, dense_at_wall, resampled
 
 
 def _slice():
@@ -85,3 +85,24 @@ def test_resampled_picture_keeps_its_grid_and_loses_detail():
         assert abs(float(out.mean()) - float(image.mean())) < 0.02  # the same picture ...
         assert np.abs(np.diff(out, axis=1)).mean() < np.abs(np.diff(image, axis=1)).mean()  # ... blurred
     np.testing.assert_allclose(resampled(image, 1.0), image, atol=1e-6)
+
+
+def test_consolidation_painted_at_the_wall_stays_inside_the_lungs_and_is_labelled():
+    image, lungs, label = _slice()
+    lung_level = float(np.median(image[lungs]))
+    for seed in range(20):
+        out, lab = dense_at_wall(image, lungs, label, np.random.default_rng(seed))
+        changed = np.abs(out - image) > 1e-6
+        assert changed.any() and not changed[~lungs].any()  # painted inside the lungs only
+        painted = (lab == 1) & (label != 1)
+        assert painted.any() and lungs[painted].all()  # labelled abnormal: lung to a lung model
+        assert np.median(out[painted]) > lung_level + 0.1  # the wall's grey, not the lung's
+        ring = np.zeros_like(lungs)
+        ring[1:-1, 1:-1] = lungs[1:-1, 1:-1] & ~(lungs[:-2, 1:-1] & lungs[2:, 1:-1]
+                                                & lungs[1:-1, :-2] & lungs[1:-1, 2:])
+        assert (painted & ring).any()  # against the lungs' edge
+    aug = Augment(crop=None, flips=False, dense_wall=1.0, jitter=False, mask_lungs=False)
+    a = aug(image, lungs, label, np.random.default_rng([0, 3]))
+    b = aug(image, lungs, label, np.random.default_rng([0, 3]))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert ((a[1] == 1) & (label == 2)).any()

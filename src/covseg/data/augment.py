@@ -1,6 +1,8 @@
 """Training-time augmentation: what users' inputs vary in, applied before the lung masking.
 
-Order, per sample: (1) intensity as a user's source would give it (a re-windowed, gamma-changed
+Order, per sample: (0) consolidation painted against the lung's wall, for the lung model (a
+picture's lungs otherwise leave dense disease at the pleura and the spine out); (1) intensity as a
+user's source would give it (a re-windowed, gamma-changed
 picture, given covseg's contrast step), and a picture stored at another size, which the
 framing brings back to the model's scale (resampled down or up and back: its blur); (2)
 geometry: zoom, small rotations, quarter turns, flips (MONAI's `Affine`, image bilinear, labels
@@ -21,6 +23,7 @@ from covseg.preprocess.contract import enhance, picture_clahe
 
 
 RESAMPLE = (0.6, 1.6)  # stored sizes of a picture against the model's scale (issue 16, item 1)
+DENSE_RADIUS = (0.03, 0.10)  # painted consolidation: radius as a share of the slice's width
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Augment:
     quarter_turns: bool = False
     reenhance: float = 0.0  # probability of the user-picture intensity path
     resample: float = 0.0  # probability of a picture stored at another size (RESAMPLE) and framed back
+    dense_wall: float = 0.0  # probability of 1-3 consolidations painted against the lung's wall
     mask_lungs: bool = True  # multiply the image by the (transformed) lungs, as the paper does
     jitter: bool = True
     gamma: tuple[float, float] = (0.7, 1.5)
@@ -47,6 +51,9 @@ class Augment:
         `soft`, a (C, H, W) map of a teacher's logits (distillation), follows the geometry and
         the crop; it draws nothing from `rng`, so a run with and without it sees the same samples.
         """
+        if self.dense_wall and rng.random() < self.dense_wall:
+            for _ in range(int(rng.integers(1, 4))):
+                image, label = dense_at_wall(image, lungs, label, rng)
         if self.reenhance and rng.random() < self.reenhance:
             image = as_user_picture(image, lungs, rng)
         if self.resample and rng.random() < self.resample:
@@ -103,6 +110,39 @@ def _affine(image: np.ndarray, lungs: np.ndarray, label: np.ndarray, soft: np.nd
     return [warp(image[None], "bilinear")[0], warp(lungs[None], "nearest")[0] > 0.5,
             np.rint(warp(label[None], "nearest")[0]).astype(np.uint8),
             _each(soft, lambda b: warp(b, "bilinear"))]
+
+
+def dense_at_wall(image: np.ndarray, lungs: np.ndarray, label: np.ndarray,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A consolidation against the lung's wall, painted in and labelled abnormal: an ellipse
+    centred within half its radius of the lungs' edge, cut to the lungs, given the grey level of
+    the tissue beside it (brighter than the lung's median, within twice the radius) with that
+    tissue's spread as texture. Anywhere on the edge: costal, mediastinal, by the spine. It looks
+    like the wall it touches, so only the lung's shape says it is lung, which is what a lung model
+    must learn to keep real pleural disease (issue 15, item 1; issue 24, item 2)."""
+    h, w = image.shape
+    r = rng.uniform(*DENSE_RADIUS) * w
+    dist = cv2.distanceTransform(lungs.astype(np.uint8), cv2.DIST_L2, 3)
+    ys, xs = np.nonzero((dist > 0) & (dist <= max(1.0, 0.5 * r)))
+    if not ys.size:
+        return image, label
+    i = rng.integers(ys.size)
+    cy, cx = int(ys[i]), int(xs[i])
+    blob = np.zeros((h, w), np.uint8)
+    axes = (max(1, round(r)), max(1, round(r * rng.uniform(0.5, 1.0))))
+    cv2.ellipse(blob, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    near = np.zeros((h, w), np.uint8)
+    cv2.circle(near, (cx, cy), max(2, round(2 * r)), 1, -1)
+    tissue = image[near.astype(bool) & ~lungs & (image > np.median(image[lungs]))]
+    if tissue.size < 10:
+        return image, label
+    blob = blob.astype(bool) & lungs
+    alpha = cv2.GaussianBlur(blob.astype(np.float32), (0, 0), 1.0) * lungs * rng.uniform(0.8, 1.0)
+    texture = cv2.GaussianBlur(rng.normal(0.0, 1.0, (h, w)).astype(np.float32), (0, 0), 1.0)
+    paint = np.median(tissue) + texture * min(float(tissue.std()), 0.1)
+    image = np.clip(image * (1 - alpha) + paint * alpha, 0.0, 1.0).astype(np.float32)
+    label = np.where(blob, 1, label).astype(label.dtype)
+    return image, label
 
 
 def as_user_picture(image: np.ndarray, lungs: np.ndarray, rng: np.random.Generator) -> np.ndarray:

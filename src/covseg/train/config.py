@@ -84,6 +84,7 @@ class TrainConfig:
     quarter_turns: bool = False  # random quarter turns (pictures come turned)
     reenhance: float = 0.0  # share of samples given the user-picture intensity (enhanced again)
     resample: float = 0.0  # share of samples resampled as a picture of another size would be
+    dense_wall: float = 0.0  # share of samples with consolidation painted against the lung's wall
     intensity_jitter: bool = True
     lesion_weight: float = 0.0  # lung model: added cross-entropy on lesion pixels (they are lung)
     # distillation: weights (trained on the same training slices) whose mean logits on each
@@ -110,9 +111,10 @@ class TrainConfig:
     def check(self) -> "TrainConfig":
         """Settings that only make sense together: the thesis recipe's inputs lie in [-1, 1],
         which the intensity jitter and re-enhancement (made for [0, 1]) would destroy."""
-        if self.data.recipe == "thesis" and (self.intensity_jitter or self.reenhance or self.resample):
+        if self.data.recipe == "thesis" and (self.intensity_jitter or self.reenhance or self.resample
+                                          or self.dense_wall):
             raise InputError("recipe 'thesis' gives inputs in [-1, 1]: set intensity_jitter: false, "
-                             "reenhance: 0 and resample: 0")
+                             "reenhance: 0, resample: 0 and dense_wall: 0")
         if self.patience is not None and not self.data.split.val:
             raise InputError("patience (early stopping) needs validation patients: set data.split.val")
         if self.lesion_weight and self.data.target != "lungs":

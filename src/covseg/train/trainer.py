@@ -131,7 +131,8 @@ def _train(ctx: ddp.Dist, cfg: TrainConfig, out: Path, resume: bool, force: bool
     mine = ddp.shard(ctx, cfg.batch_size)
     augment = Augment(crop=cfg.crop, flips=cfg.flips, zoom=tuple(cfg.zoom) if cfg.zoom else None,
                       rotate_deg=cfg.rotate_deg, quarter_turns=cfg.quarter_turns,
-                      reenhance=cfg.reenhance, resample=cfg.resample, jitter=cfg.intensity_jitter,
+                      reenhance=cfg.reenhance, resample=cfg.resample,
+                      dense_wall=cfg.dense_wall, jitter=cfg.intensity_jitter,
                       mask_lungs=cfg.data.mask_lungs and cfg.data.target != "lungs")
 
     soft = None
