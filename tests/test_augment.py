@@ -90,8 +90,8 @@ def test_resampled_picture_keeps_its_grid_and_loses_detail():
 def test_consolidation_painted_at_the_wall_stays_inside_the_lungs_and_is_labelled():
     image, lungs, label = _slice()
     lung_level = float(np.median(image[lungs]))
-    for seed in range(20):
-        out, lab = dense_at_wall(image, lungs, label, np.random.default_rng(seed))
+    for seed in range(20):  # the lungs as bytes, as the training set holds them
+        out, lab = dense_at_wall(image, lungs.astype(np.uint8), label, np.random.default_rng(seed))
         changed = np.abs(out - image) > 1e-6
         assert changed.any() and not changed[~lungs].any()  # painted inside the lungs only
         painted = (lab == 1) & (label != 1)

@@ -121,6 +121,7 @@ def dense_at_wall(image: np.ndarray, lungs: np.ndarray, label: np.ndarray,
     like the wall it touches, so only the lung's shape says it is lung, which is what a lung model
     must learn to keep real pleural disease (issue 15, item 1; issue 24, item 2)."""
     h, w = image.shape
+    lungs = lungs.astype(bool)  # the training set holds them as 0 / 1 bytes
     r = rng.uniform(*DENSE_RADIUS) * w
     dist = cv2.distanceTransform(lungs.astype(np.uint8), cv2.DIST_L2, 3)
     ys, xs = np.nonzero((dist > 0) & (dist <= max(1.0, 0.5 * r)))
