@@ -42,7 +42,8 @@ def per_lung_look(model: learned.LungModel, stack, intensity, prob):
             if box is None:
                 continue
             ys, xs = learned._square(box[1:], (h, w))
-            look = model._look(np.ascontiguousarray(stack[z:z + 1, ys, xs]), intensity)
+            crop = np.ascontiguousarray(stack[z:z + 1, ys, xs])
+            look = np.mean([model._look(crop, intensity, net) for net in model.nets], axis=0)
             np.maximum(out[z:z + 1, ys, xs], look, out=out[z:z + 1, ys, xs])
     return out
 
