@@ -118,8 +118,9 @@ def dense_at_wall(image: np.ndarray, lungs: np.ndarray, label: np.ndarray,
     centred within half its radius of the lungs' edge, cut to the lungs, given the grey level of
     the tissue beside it (brighter than the lung's median, within twice the radius) with that
     tissue's spread as texture. Anywhere on the edge: costal, mediastinal, by the spine. It looks
-    like the wall it touches, so only the lung's shape says it is lung, which is what a lung model
-    must learn to keep real pleural disease (issue 15, item 1; issue 24, item 2)."""
+    like the wall it touches, so only the lung's shape says it is lung. Tried for the picture lung
+    model (issue 15, item 1): it kept no more of fold 3's real disease, so no shipped model uses
+    it (docs/results.md, "Consolidation painted at the wall")."""
     h, w = image.shape
     lungs = lungs.astype(bool)  # the training set holds them as 0 / 1 bytes
     r = rng.uniform(*DENSE_RADIUS) * w
