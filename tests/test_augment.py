@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from covseg.data.augment import Augment, as_user_picture, dense_at_wall, resampled
 
@@ -90,6 +91,7 @@ def test_resampled_picture_keeps_its_grid_and_loses_detail():
 def test_consolidation_painted_at_the_wall_stays_inside_the_lungs_and_is_labelled():
     image, lungs, label = _slice()
     lung_level = float(np.median(image[lungs]))
+    edge = lungs & ~ndi.binary_erosion(lungs)
     for seed in range(20):  # the lungs as bytes, as the training set holds them
         out, lab = dense_at_wall(image, lungs.astype(np.uint8), label, np.random.default_rng(seed))
         changed = np.abs(out - image) > 1e-6
@@ -97,10 +99,7 @@ def test_consolidation_painted_at_the_wall_stays_inside_the_lungs_and_is_labelle
         painted = (lab == 1) & (label != 1)
         assert painted.any() and lungs[painted].all()  # labelled abnormal: lung to a lung model
         assert np.median(out[painted]) > lung_level + 0.1  # the wall's grey, not the lung's
-        ring = np.zeros_like(lungs)
-        ring[1:-1, 1:-1] = lungs[1:-1, 1:-1] & ~(lungs[:-2, 1:-1] & lungs[2:, 1:-1]
-                                                & lungs[1:-1, :-2] & lungs[1:-1, 2:])
-        assert (painted & ring).any()  # against the lungs' edge
+        assert (painted & edge).any()  # against the lungs' edge
     aug = Augment(crop=None, flips=False, dense_wall=1.0, jitter=False, mask_lungs=False)
     a = aug(image, lungs, label, np.random.default_rng([0, 3]))
     b = aug(image, lungs, label, np.random.default_rng([0, 3]))
