@@ -119,6 +119,33 @@ def test_ship_makes_weights_that_load_by_themselves(tmp_path, cli):
     assert segmenter.meta["model"] == "anamnet" and segmenter.meta["train_steps"] == 10
     code, _, err = cli("ship", tmp_path, "-o", tmp_path / "x.pt", "--trained-on", "x")
     assert code == 2 and "not a finished training run" in err and err.count("\n") == 1
+    assert "init_sha256" not in meta and meta["metrics"] == {}
+
+
+def test_ship_records_the_figures_and_the_start_of_a_fine_tuned_run(tmp_path, cli):
+    from dataclasses import asdict
+
+    from covseg.models import build_model
+    from covseg.models.weights import sha256
+    from covseg.train.config import TrainConfig
+
+    start, run = tmp_path / "start.pt", tmp_path / "run"
+    run.mkdir()
+    torch.save(build_model("anamnet").state_dict(), start)
+    torch.save(build_model("anamnet").state_dict(), run / WEIGHTS)
+    (run / "config.json").write_text(json.dumps(asdict(TrainConfig(name="toy", init=str(start)))))
+    (run / LOG).write_text(json.dumps({"step": 5, "elapsed_s": 0.7, "machine": "CPU a"}) + "\n")
+    figures = tmp_path / "figures.json"
+    figures.write_text(json.dumps({"ma20_f4_abnormal_dice_per_slice_int8": 0.73}))
+    code, _, err = cli("ship", run, "-o", tmp_path / "w.pt", "--trained-on", "x", "--metrics", figures)
+    assert code == 0, err
+    meta = json.loads((tmp_path / "w.json").read_text())
+    assert meta["init_sha256"] == sha256(start)
+    assert meta["metrics"] == {"ma20_f4_abnormal_dice_per_slice_int8": 0.73}
+    figures.write_text("[0.73]")
+    code, _, err = cli("ship", run, "-o", tmp_path / "v.pt", "--trained-on", "x", "--metrics", figures)
+    assert code == 2 and "JSON object" in err and err.count("\n") == 1
+    assert not (tmp_path / "v.pt").exists()
 
 
 def test_a_lung_models_threshold_ships_with_it_and_decides_its_lungs(tmp_path, cli):

@@ -145,7 +145,15 @@ def _cmd_ship(args: argparse.Namespace) -> int:
     """A finished run's weights with their metadata sidecar: usable with --weights alone."""
     from covseg.train.ship import ship
 
-    dest = ship(args.run, args.output, args.trained_on, {}, force=args.force,
+    metrics = {}
+    if args.metrics:
+        try:
+            metrics = json.loads(args.metrics.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--metrics {args.metrics}: not a readable JSON file ({exc})") from None
+        if not isinstance(metrics, dict):
+            raise InputError(f"--metrics {args.metrics}: give a JSON object of named figures")
+    dest = ship(args.run, args.output, args.trained_on, metrics, force=args.force,
                 threshold=args.threshold)
     print(f"weights: {dest} (metadata: {dest.with_suffix('.json')})")
     return 0
@@ -356,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "words (data set, folds, licence); reports quote it")
     p.add_argument("--threshold", type=float, help="lung models: the probability above which a "
                    "pixel is lung, chosen on a held-out fold (default 0.5)")
+    p.add_argument("--metrics", type=Path, help="a JSON object of the figures the weights were "
+                   "measured at (name: value, with the protocol in the name), kept in the metadata")
     p.add_argument("--force", action="store_true", help="replace existing weights")
 
     p = add("paper", _cmd_paper, "train and score what the paper's Tables IV, VII-XI need under "

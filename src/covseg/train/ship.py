@@ -1,8 +1,9 @@
 """Turn a finished training run into shipped weights: the state dict plus a metadata file.
 
 The metadata (same name, .json) records what the weights are, what they were trained on, how,
-what they scored, where they were trained (the machines the run's log names) and their sha256,
-so a report can say which model produced it.
+what they scored, where they were trained (the machines the run's log names), the sha256 of the
+weights a fine-tuned run started from, and their own sha256, so a report can say which model
+produced it.
 """
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def ship(run_dir: str | Path, dest: str | Path, trained_on: str, metrics: dict,
             "train_steps": log[-1]["step"], "metrics": metrics,
             "trained_where": "; ".join(machines) or "not recorded by the run's log",
             "sha256": sha256(dest)}
+    if config.get("init"):  # a fine-tuned or blended run: which start, by content
+        init = Path(config["init"])
+        meta["init_sha256"] = sha256(init) if init.is_file() else "not found when shipped"
     if target == "lungs":
         meta["threshold"] = LUNG_THRESHOLD if threshold is None else threshold
     atomic_write(dest.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)),
