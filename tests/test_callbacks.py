@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from torch import nn
 
 from covseg.runtime import machine_description
 from covseg.train.callbacks import (BEST, CHECKPOINT, LOG, WEIGHTS, Checkpoint, EarlyStop, Ema,
-                                    MetricsLog, blend)
+                                    MetricsLog)
 from covseg.train.distributed import Dist
 from covseg.train.loop import Run, run_loop
 
@@ -185,22 +184,3 @@ def test_a_lung_models_threshold_ships_with_it_and_decides_its_lungs(tmp_path, c
     code, _, err = cli("ship", lesions, "-o", tmp_path / "x.pt", "--trained-on", "x",
                        "--threshold", "0.6")
     assert code == 2 and "lung model" in err and not (tmp_path / "x.pt").exists()
-
-
-def test_a_blended_run_ships_its_share_of_the_trained_weights_and_the_rest_of_the_start(tmp_path):
-    out = tmp_path / "run"
-    out.mkdir()
-    run = _run(out, lr=0.5, epochs=2)
-    start = {k: v.clone() for k, v in run.model.state_dict().items()}
-    torch.save(start, tmp_path / "start.pt")
-    checkpoint = Checkpoint(run, {"init": str(tmp_path / "start.pt"), "init_blend": 0.25}, None, None)
-    run_loop(run, [checkpoint])
-    trained, shipped = run.model.state_dict(), torch.load(out / WEIGHTS, weights_only=True)
-    for k in start:
-        assert not torch.equal(trained[k], start[k])  # the run moved every tensor
-        torch.testing.assert_close(shipped[k], 0.75 * start[k] + 0.25 * trained[k])
-
-
-def test_blend_refuses_weights_of_another_network():
-    with pytest.raises(ValueError, match="different networks"):
-        blend({"a": torch.zeros(1)}, {"b": torch.zeros(1)}, 0.5)

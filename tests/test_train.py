@@ -184,10 +184,3 @@ def test_distillation_counts_lung_pixels_only_and_vanishes_at_the_teachers_logit
 def test_teachers_teach_lesion_models_only():
     with pytest.raises(InputError, match="teachers"):
         config_from_dict(dict(TINY, teachers=["a.pt"], data={"dataset": "ma20", "target": "lungs"}))
-
-
-def test_a_blend_needs_a_start_and_a_share_between_0_and_1():
-    for bad in ({"init_blend": 0.5}, {"init": "a.pt", "init_blend": 1.0}):
-        with pytest.raises(InputError, match="init_blend"):
-            config_from_dict(dict(TINY, **bad))
-    assert config_from_dict(dict(TINY, init="a.pt", init_blend=0.5)).init_blend == 0.5

@@ -128,15 +128,6 @@ def shipping(run: Run, ema: Ema | None) -> nn.Module:
     return ema.average.module if ema is not None else run.model
 
 
-def blend(start: dict, trained: dict, share: float) -> dict:
-    """`share` of the trained weights and the rest of the start's, tensor by tensor (BatchNorm's
-    running statistics too); counters come from the trained run. Both must share one network."""
-    if start.keys() != trained.keys():
-        raise ValueError("the start and the trained weights are of different networks")
-    return {k: start[k] + share * (v - start[k]) if v.is_floating_point() else v
-            for k, v in trained.items()}
-
-
 class Checkpoint(Callback):
     """last.pt after every epoch and on Ctrl-C (rank 0), and model.pt once the run is complete:
     the best epoch's weights under early stopping, else the averaged weights where there are
@@ -184,8 +175,4 @@ class Checkpoint(Callback):
             shutil.copyfile(self.early.best_path, run.out / WEIGHTS)
         else:
             torch.save(shipping(run, self.ema).state_dict(), run.out / WEIGHTS)
-        if self.config.get("init_blend") is not None:
-            start = torch.load(self.config["init"], map_location="cpu", weights_only=True)
-            trained = torch.load(run.out / WEIGHTS, map_location="cpu", weights_only=True)
-            torch.save(blend(start, trained, self.config["init_blend"]), run.out / WEIGHTS)
 

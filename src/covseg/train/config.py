@@ -64,9 +64,6 @@ class TrainConfig:
     model: str = "anamnet"
     model_args: dict = field(default_factory=dict)
     init: str | None = None  # weights to start from (fine-tuning); default: random
-    # ship this share of the fine-tuned weights and the rest of `init`'s (weight-space ensembling,
-    # WiSE-FT): keeps the start's accuracy where the fine-tuning data is silent; None: all trained
-    init_blend: float | None = None
     data: DataConfig = field(default_factory=DataConfig)
     loss: str = "dice_ce"  # ce_weighted (the paper's) | ce | dice | dice_ce
     optimizer: str = "adam"  # adam (the paper's) | adamw
@@ -126,9 +123,6 @@ class TrainConfig:
         if self.teachers and self.data.target != "lesions":
             raise InputError("teachers (distillation) give lesion-model soft targets: use them "
                              "with data.target lesions")
-        if self.init_blend is not None and not (self.init and 0.0 < self.init_blend < 1.0):
-            raise InputError("init_blend mixes the trained weights with those of `init`: set init "
-                             "and a share between 0 and 1")
         if self.patience is not None and self.data.target != "lesions":
             raise InputError("patience (early stopping) scores lesion Dice: use it with target lesions")
         return self

@@ -44,7 +44,7 @@ def ship(run_dir: str | Path, dest: str | Path, trained_on: str, metrics: dict,
             "train_steps": log[-1]["step"], "metrics": metrics,
             "trained_where": "; ".join(machines) or "not recorded by the run's log",
             "sha256": sha256(dest)}
-    if config.get("init"):  # a fine-tuned or blended run: which start, by content
+    if config.get("init"):  # a fine-tuned run: which start, by content
         init = Path(config["init"])
         meta["init_sha256"] = sha256(init) if init.is_file() else "not found when shipped"
     if target == "lungs":
