@@ -121,9 +121,10 @@ def test_ship_makes_weights_that_load_by_themselves(tmp_path, cli):
     assert "init_sha256" not in meta and meta["metrics"] == {}
 
 
-def test_ship_records_the_figures_and_the_start_of_a_fine_tuned_run(tmp_path, cli):
+def test_ship_records_the_figures_the_margin_and_the_start_of_a_fine_tuned_run(tmp_path, cli):
     from dataclasses import asdict
 
+    from covseg.infer import LesionSegmenter
     from covseg.models import build_model
     from covseg.models.weights import sha256
     from covseg.train.config import TrainConfig
@@ -136,11 +137,13 @@ def test_ship_records_the_figures_and_the_start_of_a_fine_tuned_run(tmp_path, cl
     (run / LOG).write_text(json.dumps({"step": 5, "elapsed_s": 0.7, "machine": "CPU a"}) + "\n")
     figures = tmp_path / "figures.json"
     figures.write_text(json.dumps({"ma20_f4_abnormal_dice_per_slice_int8": 0.73}))
-    code, _, err = cli("ship", run, "-o", tmp_path / "w.pt", "--trained-on", "x", "--metrics", figures)
+    code, _, err = cli("ship", run, "-o", tmp_path / "w.pt", "--trained-on", "x", "--metrics", figures,
+                       "--margin", "-1.35")
     assert code == 0, err
     meta = json.loads((tmp_path / "w.json").read_text())
     assert meta["init_sha256"] == sha256(start)
     assert meta["metrics"] == {"ma20_f4_abnormal_dice_per_slice_int8": 0.73}
+    assert LesionSegmenter(tmp_path / "w.pt", backend="torch").postprocess.margin == -1.35
     figures.write_text("[0.73]")
     code, _, err = cli("ship", run, "-o", tmp_path / "v.pt", "--trained-on", "x", "--metrics", figures)
     assert code == 2 and "JSON object" in err and err.count("\n") == 1

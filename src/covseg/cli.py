@@ -154,7 +154,7 @@ def _cmd_ship(args: argparse.Namespace) -> int:
         if not isinstance(metrics, dict):
             raise InputError(f"--metrics {args.metrics}: give a JSON object of named figures")
     dest = ship(args.run, args.output, args.trained_on, metrics, force=args.force,
-                threshold=args.threshold)
+                threshold=args.threshold, margin=args.margin)
     print(f"weights: {dest} (metadata: {dest.with_suffix('.json')})")
     return 0
 
@@ -364,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "words (data set, folds, licence); reports quote it")
     p.add_argument("--threshold", type=float, help="lung models: the probability above which a "
                    "pixel is lung, chosen on a held-out fold (default 0.5)")
+    p.add_argument("--margin", type=float, help="lesion models: the decision margin chosen for "
+                   "these weights (abnormal where logit(abnormal) - logit(normal) > margin)")
     p.add_argument("--metrics", type=Path, help="a JSON object of the figures the weights were "
                    "measured at (name: value, with the protocol in the name), kept in the metadata")
     p.add_argument("--force", action="store_true", help="replace existing weights")
