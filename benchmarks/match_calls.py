@@ -23,14 +23,18 @@ from covseg.infer.predictor import LesionSegmenter
 from covseg.labels import ABNORMAL
 from covseg.train.config import DataConfig
 
-GRID = np.round(np.arange(-3.0, 1.0001, 0.05), 2)
+GRID = np.round(np.arange(-6.0, 2.0001, 0.05), 2)
 
 
 def matching_margin(start: np.ndarray, tuned: np.ndarray) -> float:
-    """The margin of GRID at which `tuned` calls as many pixels as `start` does at 0."""
+    """The margin of GRID at which `tuned` calls as many pixels as `start` does at 0; a match
+    at the grid's edge is no match, and is refused."""
     target = np.count_nonzero(start > 0)
     calls = np.array([np.count_nonzero(tuned > m) for m in GRID])
-    return float(GRID[int(np.argmin(np.abs(calls - target)))])
+    best = int(np.argmin(np.abs(calls - target)))
+    if best in (0, len(GRID) - 1):
+        raise ValueError(f"no margin in {GRID[0]}..{GRID[-1]} matches the start's calls")
+    return float(GRID[best])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from match_calls import matching_margin  # noqa: E402
@@ -16,3 +17,5 @@ def test_the_margin_undoes_a_shift_of_the_logits():
     assert matching_margin(start, start - 1.25) == -1.25  # a tuned model that calls less
     assert matching_margin(start, start + 0.5) == 0.5
     assert matching_margin(start, start) == 0.0
+    with pytest.raises(ValueError, match="no margin"):
+        matching_margin(start, start - 50.0)  # beyond any margin searched
