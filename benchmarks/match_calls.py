@@ -30,7 +30,8 @@ def matching_margin(start: np.ndarray, tuned: np.ndarray) -> float:
     """The margin of GRID at which `tuned` calls as many pixels as `start` does at 0; a match
     at the grid's edge is no match, and is refused."""
     target = np.count_nonzero(start > 0)
-    calls = np.array([np.count_nonzero(tuned > m) for m in GRID])
+    ordered = np.sort(tuned, axis=None)  # one sort, then every margin's count by bisection
+    calls = ordered.size - np.searchsorted(ordered, GRID, side="right")
     best = int(np.argmin(np.abs(calls - target)))
     if best in (0, len(GRID) - 1):
         raise ValueError(f"no margin in {GRID[0]}..{GRID[-1]} matches the start's calls")
